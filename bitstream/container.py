@@ -1,0 +1,194 @@
+"""The ``.vqz`` container: a small fixed-layout header, entropy-coded payloads, a CRC-32.
+
+Layout (all integers little-endian; see docs/FORMAT.md for the full specification)::
+
+    magic          4  b"\\x89VQZ"
+    version        u8 FORMAT_VERSION
+    flags          u8 must be 0 in version 1
+    model_id_len   u8 1..MAX_MODEL_ID
+    model_id       model_id_len bytes of printable ASCII
+    model_hash     8  first 8 bytes of SHA-256 of the weights file
+    width          u32 1..MAX_SIDE
+    height         u32 1..MAX_SIDE
+    quality        u8 1..255
+    num_payloads   u8 0..MAX_PAYLOADS (one per residual-VQ stage)
+    grid_height    u16
+    grid_width     u16
+    payload_len    ULEB128 varint, num_payloads times
+    payloads       concatenated
+    crc32          u32 over every byte before it
+
+The reader checks the CRC first (so any corruption is reported as such), then every
+field, caps every size before using it, and rejects trailing bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from vqz.errors import FormatError
+
+MAGIC = b"\x89VQZ"
+FORMAT_VERSION = 1
+MAX_MODEL_ID = 64
+MAX_SIDE = 1 << 20
+MAX_PIXELS = 1 << 31
+MAX_PAYLOADS = 64
+MAX_PAYLOAD_BYTES = 1 << 30
+MAX_GRID_SIDE = 0xFFFF
+_HASH_BYTES = 8
+_CRC_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything a decoder must know before it touches the payloads.
+
+    ``grid_height``/``grid_width`` are the latent grid (padded image / downsampling);
+    each payload codes ``grid_height * grid_width`` indices of one quantizer stage.
+    """
+
+    model_id: str
+    model_hash: bytes
+    width: int
+    height: int
+    quality: int
+    grid_height: int
+    grid_width: int
+    version: int = FORMAT_VERSION
+
+    def validate(self) -> None:
+        if not 1 <= len(self.model_id) <= MAX_MODEL_ID or not self.model_id.isascii() or not self.model_id.isprintable():
+            raise FormatError(f"model id must be 1..{MAX_MODEL_ID} printable ASCII characters")
+        if len(self.model_hash) != _HASH_BYTES:
+            raise FormatError(f"model hash must be {_HASH_BYTES} bytes")
+        if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
+            raise FormatError(f"image size {self.width}x{self.height} is outside 1..{MAX_SIDE}")
+        if self.width * self.height > MAX_PIXELS:
+            raise FormatError(f"image of {self.width * self.height} pixels exceeds the cap of {MAX_PIXELS}")
+        if not 1 <= self.quality <= 255:
+            raise FormatError(f"quality {self.quality} is outside 1..255")
+        if not (1 <= self.grid_height <= MAX_GRID_SIDE and 1 <= self.grid_width <= MAX_GRID_SIDE):
+            raise FormatError(f"latent grid {self.grid_height}x{self.grid_width} is outside 1..{MAX_GRID_SIDE}")
+
+
+def _write_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class _Reader:
+    """Bounds-checked cursor over the header bytes."""
+
+    def __init__(self, data: bytes, end: int) -> None:
+        self.data, self.pos, self.end = data, 0, end
+
+    def take(self, count: int, what: str) -> bytes:
+        if self.pos + count > self.end:
+            raise FormatError(f"file is truncated (in {what})")
+        chunk = self.data[self.pos : self.pos + count]
+        self.pos += count
+        return chunk
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+
+    def varint(self, what: str) -> int:
+        value, shift = 0, 0
+        for _ in range(5):  # 5 * 7 bits covers MAX_PAYLOAD_BYTES
+            (byte,) = self.take(1, what)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if byte == 0 and shift:
+                    raise FormatError(f"non-canonical varint in {what}")
+                return value
+            shift += 7
+        raise FormatError(f"varint too long in {what}")
+
+
+def pack(header: Header, payloads: list[bytes]) -> bytes:
+    """Serialize a header and its payloads into a complete ``.vqz`` byte string."""
+    header.validate()
+    if len(payloads) > MAX_PAYLOADS:
+        raise FormatError(f"at most {MAX_PAYLOADS} payloads, got {len(payloads)}")
+    model_id = header.model_id.encode("ascii")
+    parts = [
+        MAGIC,
+        struct.pack("<BBB", header.version, 0, len(model_id)),
+        model_id,
+        header.model_hash,
+        struct.pack("<IIBBHH", header.width, header.height, header.quality, len(payloads), header.grid_height, header.grid_width),
+    ]
+    for payload in payloads:
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise FormatError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        parts.append(_write_varint(len(payload)))
+    body = b"".join(parts) + b"".join(payloads)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def header_size(data: bytes) -> int:
+    """Bytes of a valid file that are not payload (header fields and CRC)."""
+    _, payloads = unpack(data)
+    return len(data) - sum(len(p) for p in payloads)
+
+
+def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+    """Parse and verify a ``.vqz`` byte string; raises FormatError on any problem.
+
+    Checks, in order: minimum length and magic (is it a .vqz at all?), version (refuse
+    newer formats by name), CRC-32 over everything (corruption), then every field, and
+    that the payload lengths account for every byte (no trailing data).
+    """
+    data = bytes(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise FormatError("not a .vqz file (bad magic bytes)")
+    if len(data) < len(MAGIC) + 1:
+        raise FormatError("file is truncated (no format version)")
+    version = data[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported .vqz format version {version} (this vqz reads version {FORMAT_VERSION})")
+    if len(data) < len(MAGIC) + 3 + _CRC_BYTES:
+        raise FormatError("file is truncated")
+    end = len(data) - _CRC_BYTES
+    (stored_crc,) = struct.unpack("<I", data[end:])
+    if zlib.crc32(data[:end]) != stored_crc:
+        raise FormatError("file is corrupt or truncated (CRC-32 mismatch)")
+
+    reader = _Reader(data, end)
+    reader.take(len(MAGIC) + 1, "magic")
+    flags, id_len = reader.unpack("<BB", "flags")
+    if flags != 0:
+        raise FormatError(f"unknown flags 0x{flags:02x}")
+    if not 1 <= id_len <= MAX_MODEL_ID:
+        raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID}")
+    raw_id = reader.take(id_len, "model id")
+    try:
+        model_id = raw_id.decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("model id is not ASCII") from None
+    model_hash = reader.take(_HASH_BYTES, "model hash")
+    width, height, quality, count, grid_h, grid_w = reader.unpack("<IIBBHH", "image fields")
+    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version)
+    header.validate()
+    if count > MAX_PAYLOADS:
+        raise FormatError(f"{count} payloads exceed the cap of {MAX_PAYLOADS}")
+    lengths = [reader.varint("payload lengths") for _ in range(count)]
+    if any(length > MAX_PAYLOAD_BYTES for length in lengths):
+        raise FormatError(f"a payload length exceeds {MAX_PAYLOAD_BYTES} bytes")
+    remaining = end - reader.pos
+    if sum(lengths) > remaining:
+        raise FormatError("file is truncated (payloads shorter than declared)")
+    if sum(lengths) < remaining:
+        raise FormatError(f"{remaining - sum(lengths)} unexpected trailing bytes")
+    payloads = []
+    for length in lengths:
+        payloads.append(reader.take(length, "payload"))
+    return header, payloads

@@ -1,0 +1,46 @@
+"""``vqz info``: what a .vqz file holds, without decoding it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vqz.api import read_info
+from vqz.cli.files import read_input
+from vqz.cli.report import error
+from vqz.errors import VqzError
+
+
+def info(
+    file: Annotated[Path, typer.Argument(help="A .vqz file.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show format version, model, size, quality, payload sizes, header bytes and bpp.
+
+    Example: vqz info photo.vqz --json
+    """
+    try:
+        details = read_info(read_input(file))
+    except VqzError as exc:
+        error(file, str(exc))
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(details.to_dict()))
+        return
+    rows = [
+        ("format version", details.format_version),
+        ("model", f"{details.model_id} ({details.model_hash})"),
+        ("size", f"{details.width}x{details.height}"),
+        ("quality", details.quality),
+        ("stages", details.stages),
+        ("latent grid", f"{details.grid_height}x{details.grid_width}"),
+        ("payload bytes", " + ".join(map(str, details.payload_bytes)) or "0"),
+        ("header bytes", details.header_bytes),
+        ("total bytes", details.total_bytes),
+        ("bpp", f"{details.bpp:.4f}"),
+    ]
+    for name, value in rows:
+        typer.echo(f"{name:>15}: {value}")

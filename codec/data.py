@@ -1,0 +1,71 @@
+"""Training data: a folder of photos, split deterministically into train and validation.
+
+The split depends only on each file's name (a hash), so it is stable across machines,
+runs and additions to the folder. Images are decoded once into memory as uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def is_validation(name: str, fraction: float) -> bool:
+    """True when the file called ``name`` belongs to the held-out validation split."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8, EXIF orientation applied."""
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+class CropSampler:
+    """Random square crops with random flips from images held in memory.
+
+    ``sample(batch)`` returns a (batch, 3, crop, crop) float32 tensor in [0, 1].
+    Images smaller than the crop are skipped at load time.
+    """
+
+    def __init__(self, images: list[np.ndarray], crop: int, seed: int) -> None:
+        self.images = [im for im in images if min(im.shape[:2]) >= crop]
+        if not self.images:
+            raise ValueError(f"no training image is at least {crop}x{crop} pixels")
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int) -> torch.Tensor:
+        out = np.empty((batch, self.crop, self.crop, 3), dtype=np.uint8)
+        for i in range(batch):
+            image = self.images[self.rng.integers(len(self.images))]
+            y = self.rng.integers(image.shape[0] - self.crop + 1)
+            x = self.rng.integers(image.shape[1] - self.crop + 1)
+            patch = image[y : y + self.crop, x : x + self.crop]
+            if self.rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            out[i] = patch
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def load_split(folder: Path, validation_fraction: float) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Decode every image of ``folder``; returns (train images, validation images, validation names)."""
+    train, validation, names = [], [], []
+    for path in list_images(folder):
+        if is_validation(path.name, validation_fraction):
+            validation.append(load_rgb(path))
+            names.append(path.name)
+        else:
+            train.append(load_rgb(path))
+    return train, validation, names

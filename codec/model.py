@@ -1,0 +1,73 @@
+"""The vqz network: analysis transform -> residual VQ -> synthesis transform.
+
+One model contract (as in CompressAI's ``models/google.py``):
+
+* training: ``forward(x, stages_per_sample)`` returns ``{"x_hat", "commitment"}``;
+* coding: ``encode_indices(x, num_stages)`` returns the index planes and
+  ``decode_indices(indices)`` the image, clamped to [0, 1].
+
+Images are ``(B, 3, H, W)`` float tensors in [0, 1] whose height and width are
+multiples of ``config.downsampling``; padding and cropping are the caller's job
+(see :mod:`vqz.codec.image`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vqz.codec.compressai_layers import GDN, ResidualBlock, conv, deconv
+from vqz.codec.config import ModelConfig
+from vqz.codec.quantizer import ResidualVectorQuantizer
+
+
+def _analysis(config: ModelConfig) -> nn.Sequential:
+    n, layers, in_ch = config.channels, [], 3
+    for _ in range(config.downsampling_log2):
+        layers += [conv(in_ch, n, kernel_size=5, stride=2), GDN(n)]
+        in_ch = n
+    layers += [ResidualBlock(n, n), conv(n, config.latent_dim, kernel_size=3, stride=1)]
+    return nn.Sequential(*layers)
+
+
+def _synthesis(config: ModelConfig) -> nn.Sequential:
+    n = config.channels
+    layers: list[nn.Module] = [conv(config.latent_dim, n, kernel_size=3, stride=1), ResidualBlock(n, n)]
+    for step in range(config.downsampling_log2):
+        last = step == config.downsampling_log2 - 1
+        layers.append(deconv(n, 3 if last else n, kernel_size=5, stride=2))
+        if not last:
+            layers.append(GDN(n, inverse=True))
+    return nn.Sequential(*layers)
+
+
+class VQCodecModel(nn.Module):
+    """VQ-VAE with a residual quantizer; quality level ``q`` uses the first ``q`` stages."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.g_a = _analysis(config)
+        self.g_s = _synthesis(config)
+        self.quantizer = ResidualVectorQuantizer(config.num_stages, config.codebook_size, config.latent_dim)
+
+    def forward(self, x: Tensor, stages_per_sample: Tensor | None = None) -> dict[str, Tensor]:
+        """Training path. x: (B, 3, H, W) in [0, 1]; stages_per_sample: (B,) in [1, S] or None.
+
+        ``stages_per_sample=None`` bypasses quantization (continuous warm-up).
+        """
+        latent = self.g_a(x)
+        if stages_per_sample is None:
+            return {"x_hat": self.g_s(latent), "commitment": latent.new_zeros(())}
+        quantized, commitment = self.quantizer(latent, stages_per_sample)
+        return {"x_hat": self.g_s(quantized), "commitment": commitment}
+
+    @torch.no_grad()
+    def encode_indices(self, x: Tensor, num_stages: int) -> Tensor:
+        """x: (B, 3, H, W) in [0, 1], H and W multiples of the downsampling -> (S', B, H/d, W/d) int64."""
+        return self.quantizer.encode(self.g_a(x), num_stages)
+
+    @torch.no_grad()
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """indices: (S', B, h, w) int64 -> image (B, 3, h*d, w*d) clamped to [0, 1]."""
+        return self.g_s(self.quantizer.dequantize(indices)).clamp_(0.0, 1.0)

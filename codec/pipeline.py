@@ -1,0 +1,107 @@
+"""Image <-> ``.vqz`` bytes with a loaded model: pad, transform, quantize, entropy-code, pack.
+
+Invariants shared by encoder and decoder:
+
+* the image is padded (replicate, centred: compressai's ``compute_padding``) to a multiple
+  of the model's downsampling ``d``; the latent grid is ``ceil(H/d) x ceil(W/d)``;
+* quality ``q`` codes the first ``q`` residual-VQ stages, one payload per stage, in stage
+  order; payload ``s`` codes the ``grid_h * grid_w`` indices of stage ``s`` in raster order
+  under the frozen categorical model of stage ``s``;
+* the decoder rebuilds the latent from indices alone, so the decoded indices are
+  bit-exact on every machine whatever its floating-point behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vqz.bitstream import Header, pack, unpack
+from vqz.codec.compressai_layers import compute_padding
+from vqz.codec.entropy import cross_entropy_bits, decode_symbols, encode_symbols
+from vqz.codec.weights import LoadedWeights
+from vqz.errors import FormatError, ImageError
+
+
+def quality_range(weights: LoadedWeights) -> range:
+    """Valid quality levels of a model: 1 (smallest files) .. number of stages (best)."""
+    return range(1, weights.model.config.num_stages + 1)
+
+
+def grid_shape(weights: LoadedWeights, height: int, width: int) -> tuple[int, int]:
+    d = weights.model.config.downsampling
+    return math.ceil(height / d), math.ceil(width / d)
+
+
+@dataclass(frozen=True)
+class EncodeStats:
+    """What an encode produced: bits written per stage vs the model's own estimate."""
+
+    payload_bits: list[int]
+    estimated_bits: list[float]
+    fixed_length_bits: list[float]
+
+
+def _to_tensor(rgb: np.ndarray, weights: LoadedWeights) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    height, width = rgb.shape[:2]
+    d = weights.model.config.downsampling
+    pad, unpad = compute_padding(height, width, min_div=d)
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
+    if any(pad):
+        x = F.pad(x, pad, mode="replicate")
+    return x, unpad
+
+
+def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int) -> tuple[bytes, EncodeStats]:
+    """(H, W, 3) uint8 -> complete ``.vqz`` bytes and coding statistics."""
+    levels = quality_range(weights)
+    if quality not in levels:
+        raise ImageError(f"quality must be in {levels.start}..{levels.stop - 1}, got {quality}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+        raise ImageError(f"expected a non-empty (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
+    height, width = rgb.shape[:2]
+    x, _ = _to_tensor(rgb, weights)
+    indices = weights.model.encode_indices(x, quality)[:, 0].numpy()  # (q, gh, gw)
+    frequencies = weights.frequencies.numpy()
+    payloads, estimated = [], []
+    for stage in range(quality):
+        symbols = indices[stage].ravel()
+        payloads.append(encode_symbols(symbols, frequencies[stage]))
+        estimated.append(cross_entropy_bits(symbols, frequencies[stage]))
+    grid_h, grid_w = indices.shape[1:]
+    header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
+    fixed = [indices[0].size * math.log2(weights.model.config.codebook_size)] * quality
+    return pack(header, payloads), EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
+
+
+def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
+    """Entropy-decode the first ``stages`` payloads -> (stages, grid_h, grid_w) int64."""
+    config = weights.model.config
+    if len(payloads) > config.num_stages:
+        raise FormatError(f"file has {len(payloads)} stages, model {weights.model_id} has {config.num_stages}")
+    if (header.grid_height, header.grid_width) != grid_shape(weights, header.height, header.width):
+        raise FormatError("latent grid size does not match the image size")
+    if not payloads:
+        raise FormatError("file has no payload")
+    count = header.grid_height * header.grid_width
+    use = len(payloads) if stages is None else max(1, min(stages, len(payloads)))
+    frequencies = weights.frequencies.numpy()
+    planes = [decode_symbols(payloads[s], frequencies[s], count) for s in range(use)]
+    return np.stack(planes).reshape(use, header.grid_height, header.grid_width)
+
+
+def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None) -> np.ndarray:
+    """``.vqz`` bytes -> (H, W, 3) uint8 RGB (optionally from only the first ``stages`` stages)."""
+    header, payloads = unpack(data)
+    if header.model_id != weights.model_id or header.model_hash != weights.weights_hash:
+        raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
+    indices = decode_indices(weights, header, payloads, stages)
+    x_hat = weights.model.decode_indices(torch.from_numpy(indices)[:, None])
+    d = weights.model.config.downsampling
+    _, unpad = compute_padding(header.height, header.width, min_div=d)
+    x_hat = F.pad(x_hat, unpad)
+    return x_hat[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()

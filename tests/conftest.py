@@ -1,0 +1,38 @@
+"""Shared fixtures: the bundled model, small deterministic test images, the shared data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+KODAK = SHARED / "data" / "kodak"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def model():
+    from vqz.codec.registry import load_model
+
+    return load_model()
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic, photo-like (smooth + mild noise) (H, W, 3) uint8 image."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    channels = [
+        127 + 90 * np.sin(x / (7 + 3 * c) + c) * np.cos(y / (11 + 2 * c)) + rng.normal(0, 4, (height, width))
+        for c in range(3)
+    ]
+    return np.clip(np.stack(channels, axis=2), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def kodak_dir() -> Path:
+    if not KODAK.is_dir():
+        pytest.skip("../shared/data/kodak is not available")
+    return KODAK

@@ -1,0 +1,108 @@
+"""The .vqz container: round trips, and every malformed input is refused with FormatError."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from vqz.bitstream import FORMAT_VERSION, MAGIC, Header, header_size, pack, unpack
+from vqz.errors import FormatError
+
+HEADER = Header("vqz-test-model", bytes(range(8)), width=77, height=33, quality=3, grid_height=5, grid_width=10)
+PAYLOADS = [b"\x01\x02\x03\x04" * 7, b"", b"\xff" * 300]
+
+
+def test_round_trip_preserves_every_field():
+    header, payloads = unpack(pack(HEADER, PAYLOADS))
+    assert header == HEADER
+    assert payloads == PAYLOADS
+
+
+def test_header_is_tens_of_bytes():
+    data = pack(HEADER, PAYLOADS)
+    assert header_size(data) == len(data) - sum(map(len, PAYLOADS))
+    assert header_size(data) < 64
+
+
+@pytest.mark.parametrize("length", range(0, 60))
+def test_every_truncation_is_refused(length):
+    data = pack(HEADER, PAYLOADS)
+    with pytest.raises(FormatError):
+        unpack(data[:length])
+
+
+def test_truncation_anywhere_is_refused():
+    data = pack(HEADER, PAYLOADS)
+    for length in range(len(data)):
+        with pytest.raises(FormatError):
+            unpack(data[:length])
+
+
+def test_every_single_bit_flip_is_detected():
+    data = pack(HEADER, PAYLOADS)
+    for bit in range(len(data) * 8):
+        corrupt = bytearray(data)
+        corrupt[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(FormatError):
+            unpack(bytes(corrupt))
+
+
+def test_trailing_bytes_are_refused():
+    with pytest.raises(FormatError, match="trailing|CRC"):
+        unpack(pack(HEADER, PAYLOADS) + b"\x00")
+
+
+def _with_valid_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_trailing_bytes_with_valid_crc_are_refused():
+    data = pack(HEADER, PAYLOADS)[:-4]
+    with pytest.raises(FormatError, match="trailing"):
+        unpack(_with_valid_crc(data + b"junk"))
+
+
+def test_newer_version_is_refused_by_name():
+    data = bytearray(pack(HEADER, PAYLOADS)[:-4])
+    data[len(MAGIC)] = FORMAT_VERSION + 1
+    with pytest.raises(FormatError, match=f"version {FORMAT_VERSION + 1}"):
+        unpack(_with_valid_crc(bytes(data)))
+
+
+def test_bad_magic_is_refused():
+    with pytest.raises(FormatError, match="magic"):
+        unpack(b"PNG\x00" + pack(HEADER, PAYLOADS)[4:])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("width", 0), ("height", 0), ("width", 2**32 - 1), ("quality", 0), ("grid_height", 0), ("grid_width", 0)],
+)
+def test_extreme_header_fields_are_refused(field, value):
+    # rebuild the body by hand so the writer's own validation cannot stop us
+    header = HEADER
+    model_id = header.model_id.encode()
+    fields = dict(width=header.width, height=header.height, quality=header.quality, grid_height=header.grid_height,
+                  grid_width=header.grid_width)
+    fields[field] = value
+    body = (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0, len(model_id)) + model_id + header.model_hash
+            + struct.pack("<IIBBHH", fields["width"], fields["height"], fields["quality"], 0, fields["grid_height"], fields["grid_width"]))
+    with pytest.raises(FormatError):
+        unpack(_with_valid_crc(body))
+
+
+def test_oversized_payload_length_is_refused_before_allocating():
+    model_id = HEADER.model_id.encode()
+    body = (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0, len(model_id)) + model_id + HEADER.model_hash
+            + struct.pack("<IIBBHH", 10, 10, 1, 1, 2, 2) + b"\xff\xff\xff\xff\x0f")
+    with pytest.raises(FormatError):
+        unpack(_with_valid_crc(body))
+
+
+def test_writer_refuses_invalid_headers():
+    with pytest.raises(FormatError):
+        pack(Header("", bytes(8), 1, 1, 1, 1, 1), [])
+    with pytest.raises(FormatError):
+        pack(Header("m", bytes(8), 0, 1, 1, 1, 1), [])

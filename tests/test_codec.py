@@ -1,0 +1,112 @@
+"""The codec end to end with the bundled model: any size, every quality, exact model sharing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vqz
+from vqz.codec.pipeline import decode_bytes, encode_array, quality_range
+from vqz.errors import FormatError, ImageError
+
+from conftest import smooth_image
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (17, 33), (64, 48), (1, 40), (40, 1), (9, 200)])
+def test_round_trip_keeps_the_size(model, shape):
+    image = smooth_image(*shape, seed=sum(shape))
+    data, _ = encode_array(model, image, 2)
+    decoded = decode_bytes(model, data)
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+
+
+def test_quality_levels_are_at_least_four(model):
+    assert len(quality_range(model)) >= 4
+
+
+def test_higher_quality_costs_more_bits_and_gains_quality(model):
+    image = smooth_image(96, 128, seed=5)
+    sizes, scores = [], []
+    for quality in quality_range(model):
+        data, _ = encode_array(model, image, quality)
+        sizes.append(len(data))
+        scores.append(psnr(image, decode_bytes(model, data)))
+    assert sizes == sorted(sizes)
+    assert scores[-1] > scores[0] + 1.0
+
+
+def test_decoding_a_prefix_of_stages_matches_encoding_at_that_quality(model):
+    image = smooth_image(48, 64, seed=6)
+    full, _ = encode_array(model, image, max(quality_range(model)))
+    short, _ = encode_array(model, image, 2)
+    assert np.array_equal(decode_bytes(model, full, stages=2), decode_bytes(model, short))
+
+
+def test_encoding_is_deterministic(model):
+    image = smooth_image(40, 56, seed=7)
+    assert encode_array(model, image, 3)[0] == encode_array(model, image, 3)[0]
+
+
+def test_coded_bits_match_the_model_estimate(model):
+    image = smooth_image(128, 128, seed=8)
+    _, stats = encode_array(model, image, max(quality_range(model)))
+    written, estimate = sum(stats.payload_bits), sum(stats.estimated_bits)
+    assert estimate <= written <= 1.01 * estimate + 64 * len(stats.payload_bits)
+
+
+def test_invalid_quality_is_refused(model):
+    with pytest.raises(ImageError, match="quality"):
+        encode_array(model, smooth_image(8, 8), 0)
+
+
+def test_public_api_accepts_arrays_pil_images_and_paths(tmp_path):
+    from PIL import Image
+
+    image = smooth_image(20, 30, seed=9)
+    path = tmp_path / "in.png"
+    Image.fromarray(image).save(path)
+    from_array = vqz.encode(image, quality=2)
+    assert vqz.encode(Image.fromarray(image), quality=2) == from_array
+    assert vqz.encode(path, quality=2) == from_array
+    decoded = vqz.decode(from_array)
+    assert decoded.size == (30, 20) and decoded.mode == "RGB"
+    info = vqz.read_info(from_array)
+    assert (info.width, info.height, info.quality, info.total_bytes) == (30, 20, 2, len(from_array))
+
+
+def test_grayscale_and_palette_images_are_converted():
+    from PIL import Image
+
+    gray = Image.fromarray(smooth_image(16, 16)[:, :, 0], "L")
+    assert vqz.decode(vqz.encode(gray, quality=1)).mode == "RGB"
+    assert vqz.decode(vqz.encode(gray.convert("P"), quality=1)).size == (16, 16)
+
+
+def test_alpha_images_are_a_clear_error():
+    from PIL import Image
+
+    with pytest.raises(ImageError, match="alpha"):
+        vqz.encode(Image.new("RGBA", (4, 4)))
+
+
+def test_file_from_another_model_names_the_needed_model(model):
+    from vqz.bitstream import pack, unpack
+
+    header, payloads = unpack(encode_array(model, smooth_image(8, 8), 1)[0])
+    from dataclasses import replace
+
+    foreign = pack(replace(header, model_id="vqz-other-model"), payloads)
+    with pytest.raises(vqz.ModelError, match="vqz-other-model"):
+        vqz.decode(foreign)
+
+
+def test_corrupt_payload_is_refused(model):
+    data = bytearray(encode_array(model, smooth_image(16, 16), 2)[0])
+    data[-10] ^= 0x20
+    with pytest.raises(FormatError):
+        decode_bytes(model, bytes(data))

@@ -1,0 +1,6 @@
+"""``python -m vqz``: the same as the ``vqz`` command."""
+
+from vqz.cli.app import main
+
+if __name__ == "__main__":
+    main()
