@@ -5,8 +5,9 @@ Invariants shared by encoder and decoder:
 * the image is padded (replicate, centred: compressai's ``compute_padding``) to a multiple
   of the model's downsampling ``d``; the latent grid is ``ceil(H/d) x ceil(W/d)``;
 * quality ``q`` codes the first ``q`` residual-VQ stages, one payload per stage, in stage
-  order; payload ``s`` codes the ``grid_h * grid_w`` indices of stage ``s`` in raster order
-  under the frozen categorical model of stage ``s``;
+  order; payload ``s`` codes the ``grid_h * grid_w`` indices of stage ``s`` under the frozen
+  integer tables of :mod:`vqz.codec.entropy_model`; the quantizer is greedy, so the file
+  at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality;
 * the decoder rebuilds the latent from indices alone, so the decoded indices are
   bit-exact on every machine whatever its floating-point behaviour.
 """
@@ -22,7 +23,6 @@ import torch.nn.functional as F
 
 from vqz.bitstream import Header, pack, unpack
 from vqz.codec.compressai_layers import compute_padding
-from vqz.codec.entropy import cross_entropy_bits, decode_symbols, encode_symbols
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
 
@@ -46,9 +46,11 @@ class EncodeStats:
     fixed_length_bits: list[float]
 
 
-def _to_tensor(rgb: np.ndarray, weights: LoadedWeights) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+def pad_image(rgb: np.ndarray, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """(H, W, 3) uint8 -> (1, 3, H', W') float in [0, 1], padded (replicate, centred) to a
+    multiple of ``multiple``; also returns the negative padding that crops it back."""
     height, width = rgb.shape[:2]
-    d = weights.model.config.downsampling
+    d = multiple
     pad, unpad = compute_padding(height, width, min_div=d)
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
     if any(pad):
@@ -64,14 +66,10 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int) -> tuple
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
         raise ImageError(f"expected a non-empty (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
     height, width = rgb.shape[:2]
-    x, _ = _to_tensor(rgb, weights)
+    x, _ = pad_image(rgb, weights.model.config.downsampling)
     indices = weights.model.encode_indices(x, quality)[:, 0].numpy()  # (q, gh, gw)
-    frequencies = weights.frequencies.numpy()
-    payloads, estimated = [], []
-    for stage in range(quality):
-        symbols = indices[stage].ravel()
-        payloads.append(encode_symbols(symbols, frequencies[stage]))
-        estimated.append(cross_entropy_bits(symbols, frequencies[stage]))
+    payloads = [weights.entropy.encode_plane(indices[s], s) for s in range(quality)]
+    estimated = [weights.entropy.estimate_bits(indices[s], s) for s in range(quality)]
     grid_h, grid_w = indices.shape[1:]
     header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
     fixed = [indices[0].size * math.log2(weights.model.config.codebook_size)] * quality
@@ -87,11 +85,9 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
         raise FormatError("latent grid size does not match the image size")
     if not payloads:
         raise FormatError("file has no payload")
-    count = header.grid_height * header.grid_width
     use = len(payloads) if stages is None else max(1, min(stages, len(payloads)))
-    frequencies = weights.frequencies.numpy()
-    planes = [decode_symbols(payloads[s], frequencies[s], count) for s in range(use)]
-    return np.stack(planes).reshape(use, header.grid_height, header.grid_width)
+    planes = [weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width) for s in range(use)]
+    return np.stack(planes)
 
 
 def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None) -> np.ndarray:

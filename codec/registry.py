@@ -50,7 +50,7 @@ def available_models() -> list[ModelEntry]:
 @functools.lru_cache(maxsize=8)
 def _load(path: str) -> LoadedWeights:
     weights = load_weights(Path(path))
-    if weights.frequencies is None:
+    if weights.entropy is None:
         raise ModelError(f"model {weights.model_id} ({path}) has no entropy tables; finalize it after training")
     return weights
 

@@ -1,7 +1,7 @@
 """Saving and loading model weights as safetensors (never pickle).
 
 A weights file holds the network's tensors, the frozen entropy tables
-(``entropy.frequencies``: (S, K) int64 counts), and metadata: the model id, the
+(``entropy.marginal``, ``entropy.left``, ``entropy.up``: see entropy_model.py), and metadata: the model id, the
 architecture (JSON) and free-form training facts. A model's *identity* in a
 ``.vqz`` file is its id plus the first 8 bytes of the SHA-256 of the weights file.
 """
@@ -13,15 +13,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vqz.codec.config import ModelConfig
+from vqz.codec.entropy_model import EntropyModel
 from vqz.codec.model import VQCodecModel
 from vqz.errors import ModelError
 
-FREQUENCIES_KEY = "entropy.frequencies"
+ENTROPY_KEYS = ("marginal", "left", "up")  # stored as "entropy.<name>"
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 
 
@@ -30,7 +32,7 @@ class LoadedWeights:
     model: VQCodecModel
     model_id: str
     weights_hash: bytes  # 8 bytes
-    frequencies: torch.Tensor | None  # (S, K) int64, None before tables are built
+    entropy: EntropyModel | None  # None before the tables are built (``vqz export-model``)
     metadata: dict[str, str]
     size_bytes: int
 
@@ -39,13 +41,16 @@ def save_weights(
     path: Path,
     model: VQCodecModel,
     model_id: str,
-    frequencies: torch.Tensor | None = None,
+    entropy: EntropyModel | None = None,
     extra_metadata: dict[str, str] | None = None,
 ) -> None:
     """Write ``model`` (and optional entropy tables) to ``path`` atomically."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if frequencies is not None:
-        tensors[FREQUENCIES_KEY] = frequencies.to(torch.int64).cpu().contiguous()
+    if entropy is not None:
+        for name in ENTROPY_KEYS:
+            table = getattr(entropy, name)
+            if table is not None:
+                tensors[f"entropy.{name}"] = torch.from_numpy(np.ascontiguousarray(table))
     metadata = dict(extra_metadata or {})
     metadata.update({"model_id": model_id, "config": model.config.to_json(), "format": "vqz-weights-1"})
     path = Path(path)
@@ -85,21 +90,25 @@ def load_weights(path: Path) -> LoadedWeights:
         raise ModelError(f"weights file {path} lacks the model id or configuration")
     config = ModelConfig.from_json(metadata["config"])
     model = VQCodecModel(config)
-    frequencies = tensors.pop(FREQUENCIES_KEY, None)
+    tables = {name: tensors.pop(f"entropy.{name}", None) for name in ENTROPY_KEYS}
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"weights file {path} does not match its configuration: {exc}") from None
     model.eval()
-    if frequencies is not None:
-        expected = (config.num_stages, config.codebook_size)
-        if tuple(frequencies.shape) != expected or bool((frequencies <= 0).any()):
-            raise ModelError(f"entropy tables in {path} must be positive with shape {expected}")
+    entropy = None
+    if tables["marginal"] is not None:
+        if tuple(tables["marginal"].shape) != (config.num_stages, config.codebook_size):
+            raise ModelError(f"entropy tables in {path} do not match the model's stages and codebook size")
+        try:
+            entropy = EntropyModel(**{k: None if v is None else v.numpy() for k, v in tables.items()})
+        except ValueError as exc:
+            raise ModelError(f"invalid entropy tables in {path}: {exc}") from None
     return LoadedWeights(
         model=model,
         model_id=metadata["model_id"],
         weights_hash=weights_hash(path),
-        frequencies=frequencies,
+        entropy=entropy,
         metadata=metadata,
         size_bytes=size,
     )
