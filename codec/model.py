@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from vqz.codec.compressai_layers import GDN, ResidualBlock, conv, deconv
 from vqz.codec.config import ModelConfig
 from vqz.codec.quantizer import ResidualVectorQuantizer
+from vqz.codec.tiling import MAX_UNTILED_PIXELS, tiled_analysis, tiled_synthesis
 
 
 def _analysis(config: ModelConfig) -> nn.Sequential:
@@ -64,10 +65,22 @@ class VQCodecModel(nn.Module):
 
     @torch.no_grad()
     def encode_indices(self, x: Tensor, num_stages: int) -> Tensor:
-        """x: (B, 3, H, W) in [0, 1], H and W multiples of the downsampling -> (S', B, H/d, W/d) int64."""
-        return self.quantizer.encode(self.g_a(x), num_stages)
+        """x: (B, 3, H, W) in [0, 1], H and W multiples of the downsampling -> (S', B, H/d, W/d) int64.
+
+        Images larger than ``MAX_UNTILED_PIXELS`` (batch 1) run in tiles with bounded memory.
+        """
+        d = self.config.downsampling
+        if x.shape[0] == 1 and x.shape[2] * x.shape[3] > MAX_UNTILED_PIXELS:
+            latent = tiled_analysis(self.g_a, x, d, self.config.latent_dim)
+        else:
+            latent = self.g_a(x)
+        return self.quantizer.encode(latent, num_stages)
 
     @torch.no_grad()
     def decode_indices(self, indices: Tensor) -> Tensor:
         """indices: (S', B, h, w) int64 -> image (B, 3, h*d, w*d) clamped to [0, 1]."""
-        return self.g_s(self.quantizer.dequantize(indices)).clamp_(0.0, 1.0)
+        latent = self.quantizer.dequantize(indices)
+        d = self.config.downsampling
+        if latent.shape[0] == 1 and latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
+            return tiled_synthesis(self.g_s, latent, d)
+        return self.g_s(latent).clamp_(0.0, 1.0)

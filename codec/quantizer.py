@@ -18,14 +18,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _nearest(vectors: Tensor, codebook: Tensor) -> Tensor:
-    """Index of the nearest code for each row. vectors: (P, M), codebook: (K, M) -> (P,) int64."""
-    distances = (
-        vectors.pow(2).sum(1, keepdim=True)
-        - 2.0 * vectors @ codebook.t()
-        + codebook.pow(2).sum(1)[None, :]
-    )
-    return distances.argmin(dim=1)
+def _nearest(vectors: Tensor, codebook: Tensor, chunk: int = 1 << 16) -> Tensor:
+    """Index of the nearest code for each row. vectors: (P, M), codebook: (K, M) -> (P,) int64.
+
+    Rows are processed in chunks so the (chunk, K) distance matrix bounds the memory.
+    """
+    code_norms = codebook.pow(2).sum(1)[None, :]
+    out = []
+    for start in range(0, vectors.shape[0], chunk):
+        part = vectors[start : start + chunk]
+        distances = part.pow(2).sum(1, keepdim=True) - 2.0 * part @ codebook.t() + code_norms
+        out.append(distances.argmin(dim=1))
+    return torch.cat(out) if out else vectors.new_zeros((0,), dtype=torch.long)
 
 
 def kmeans(vectors: Tensor, num_codes: int, iterations: int = 10, seed: int = 0) -> Tensor:

@@ -1,0 +1,177 @@
+"""Learned codecs: vqz itself and CompressAI's hyperprior with untrained weights.
+
+* ``vqz`` goes through the public Python API, :mod:`vqz.api`: ``quality_levels()``,
+  ``encode(image, quality=q) -> bytes`` and ``decode(bytes) -> PIL.Image``; the bytes are
+  the complete ``.vqz`` file.
+* ``hyperprior-untrained`` is ``compressai.zoo.bmshj2018_hyperprior(quality, pretrained=False)``:
+  randomly initialised weights, so its reconstructions are meaningless. It exists to compare
+  encode/decode **speed** of a conventional learned codec on the same machine and threads; it
+  is marked ``rd = False`` and left out of RD plots and BD-rate tables by default.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+from typing import Any
+
+import numpy as np
+from vqz.benchmarks.adapter import Codec, Setting
+from vqz.benchmarks.errors import BenchmarkError, CodecUnavailable
+
+from vqz.errors import VqzError
+
+__all__ = ["HyperpriorUntrainedCodec", "VqzCodec"]
+
+
+class VqzCodec(Codec):
+    """vqz through :mod:`vqz.api`; settings are its quality levels (``api.quality_levels()``)."""
+
+    name = "vqz"
+    label = "vqz"
+
+    def __init__(self) -> None:
+        try:
+            import vqz.api as api
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("vqz.api", "vqz"):
+                raise
+            raise CodecUnavailable(
+                "vqz: the Python API module vqz.api is not available in this checkout"
+            ) from exc
+        missing = [f for f in ("quality_levels", "encode", "decode") if not hasattr(api, f)]
+        if missing:
+            raise CodecUnavailable(f"vqz: vqz.api lacks {', '.join(missing)}")
+        self._api: Any = api
+        try:
+            self._levels = [int(q) for q in api.quality_levels()]
+        except VqzError as exc:
+            raise CodecUnavailable(f"vqz: no usable model: {exc}") from exc
+
+    @property
+    def description(self) -> str:
+        import vqz
+
+        return f"vqz {vqz.__version__} (vqz.api); setting = quality level"
+
+    def settings(self) -> list[Setting]:
+        return list(self._levels)
+
+    def encode(self, img: np.ndarray, setting: Setting) -> bytes:
+        data = self._api.encode(img, quality=int(setting))
+        if not isinstance(data, (bytes, bytearray)):
+            raise BenchmarkError(f"vqz.api.encode returned {type(data).__name__}, expected bytes")
+        return bytes(data)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return np.asarray(self._api.decode(data).convert("RGB"))
+
+
+_MAGIC = b"CAIu"
+_HEADER = struct.Struct(">4sBHHHHB")  # magic, quality, height, width, z_h, z_w, n_strings
+_LENGTH = struct.Struct(">I")
+_MIN_DIV = 64  # bmshj2018 downsamples by 2**6 from image to hyper-latent
+
+
+@functools.cache
+def _hyperprior(quality: int) -> Any:
+    """The untrained model for one quality, in eval mode with its CDF tables built."""
+    from compressai.zoo import bmshj2018_hyperprior
+
+    model = bmshj2018_hyperprior(quality=quality, pretrained=False).eval()
+    model.update(force=True)
+    return model
+
+
+class HyperpriorUntrainedCodec(Codec):
+    """CompressAI bmshj2018-hyperprior, UNTRAINED weights: speed comparison only.
+
+    File layout (big-endian): ``b"CAIu"``, u8 quality, u16 height, u16 width, u16 z height,
+    u16 z width, u8 number of strings, then per string a u32 length and the bytes.
+    """
+
+    name = "hyperprior-untrained"
+    label = "bmshj2018-hyperprior (untrained, speed only)"
+    rd = False
+
+    def __init__(self) -> None:
+        try:
+            import compressai  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise CodecUnavailable("hyperprior-untrained: compressai/torch not importable") from exc
+
+    @property
+    def description(self) -> str:
+        import compressai
+        import torch
+
+        return (f"CompressAI {compressai.__version__} bmshj2018-hyperprior with UNTRAINED "
+                f"(random) weights, torch {torch.__version__}: speed only, not an RD result; "
+                "setting = zoo quality")
+
+    def settings(self) -> list[Setting]:
+        return list(range(1, 9))
+
+    def prepare(self, setting: Setting) -> None:
+        self._check(setting)
+        _hyperprior(int(setting))
+
+    @staticmethod
+    def _check(setting: Setting) -> int:
+        if int(setting) != setting or int(setting) not in range(1, 9):
+            raise BenchmarkError(f"hyperprior-untrained: quality must be 1..8, got {setting!r}")
+        return int(setting)
+
+    def encode(self, img: np.ndarray, setting: Setting) -> bytes:
+        import torch
+        import torch.nn.functional as F
+        from compressai.ops import compute_padding
+
+        quality = self._check(setting)
+        height, width = img.shape[:2]
+        if max(height, width) > 0xFFFF:
+            raise BenchmarkError("hyperprior-untrained: image sides must be below 65536 pixels")
+        x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        pad, _ = compute_padding(height, width, min_div=_MIN_DIV)
+        x = F.pad(x, pad, mode="replicate")
+        with torch.inference_mode():
+            out = _hyperprior(quality).compress(x)
+        strings = [s[0] for s in out["strings"]]
+        z_h, z_w = (int(v) for v in out["shape"])
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(_MAGIC, quality, height, width, z_h, z_w, len(strings)))
+        for s in strings:
+            buf.write(_LENGTH.pack(len(s)))
+            buf.write(s)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+        from compressai.ops import compute_padding
+
+        if len(data) < _HEADER.size:
+            raise BenchmarkError("hyperprior-untrained: truncated header")
+        magic, quality, height, width, z_h, z_w, count = _HEADER.unpack_from(data)
+        if magic != _MAGIC or quality not in range(1, 9):
+            raise BenchmarkError("hyperprior-untrained: not a file of this adapter")
+        pos, strings = _HEADER.size, []
+        for _ in range(count):
+            if pos + _LENGTH.size > len(data):
+                raise BenchmarkError("hyperprior-untrained: truncated string length")
+            (n,) = _LENGTH.unpack_from(data, pos)
+            pos += _LENGTH.size
+            if pos + n > len(data):
+                raise BenchmarkError("hyperprior-untrained: truncated string")
+            strings.append([data[pos:pos + n]])
+            pos += n
+        if pos != len(data):
+            raise BenchmarkError("hyperprior-untrained: trailing bytes")
+        _, unpad = compute_padding(height, width, min_div=_MIN_DIV)
+        with torch.inference_mode():
+            x_hat = _hyperprior(quality).decompress(strings, torch.Size((z_h, z_w)))["x_hat"]
+        x_hat = F.pad(x_hat, unpad)
+        return (x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)
+                .permute(1, 2, 0).contiguous().numpy())
