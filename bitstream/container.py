@@ -4,7 +4,7 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
 
     magic          4  b"\\x89VQZ"
     version        u8 FORMAT_VERSION
-    flags          u8 must be 0 in version 1
+    flags          u8 bit 0: an alpha plane follows the stage payloads; other bits 0
     model_id_len   u8 1..MAX_MODEL_ID
     model_id       model_id_len bytes of printable ASCII
     model_hash     8  first 8 bytes of SHA-256 of the weights file
@@ -15,7 +15,8 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     grid_height    u16
     grid_width     u16
     payload_len    ULEB128 varint, num_payloads times
-    payloads       concatenated
+    alpha_len      ULEB128 varint, only when flags bit 0 is set
+    payloads       concatenated, then the alpha payload if any
     crc32          u32 over every byte before it
 
 The reader checks the CRC first (so any corruption is reported as such), then every
@@ -38,6 +39,8 @@ MAX_PIXELS = 1 << 31
 MAX_PAYLOADS = 64
 MAX_PAYLOAD_BYTES = 1 << 30
 MAX_GRID_SIDE = 0xFFFF
+FLAG_ALPHA = 0x01
+_KNOWN_FLAGS = FLAG_ALPHA
 _HASH_BYTES = 8
 _CRC_BYTES = 4
 
@@ -113,34 +116,50 @@ class _Reader:
         raise FormatError(f"varint too long in {what}")
 
 
-def pack(header: Header, payloads: list[bytes]) -> bytes:
-    """Serialize a header and its payloads into a complete ``.vqz`` byte string."""
+@dataclass(frozen=True)
+class VqzFile:
+    """A parsed file: header, one payload per stage, and the optional alpha payload."""
+
+    header: Header
+    payloads: list[bytes]
+    alpha: bytes | None = None
+
+
+def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None) -> bytes:
+    """Serialize a header, its stage payloads and an optional alpha payload into ``.vqz`` bytes."""
     header.validate()
     if len(payloads) > MAX_PAYLOADS:
         raise FormatError(f"at most {MAX_PAYLOADS} payloads, got {len(payloads)}")
     model_id = header.model_id.encode("ascii")
     parts = [
         MAGIC,
-        struct.pack("<BBB", header.version, 0, len(model_id)),
+        struct.pack("<BBB", header.version, FLAG_ALPHA if alpha is not None else 0, len(model_id)),
         model_id,
         header.model_hash,
         struct.pack("<IIBBHH", header.width, header.height, header.quality, len(payloads), header.grid_height, header.grid_width),
     ]
-    for payload in payloads:
+    extra = [] if alpha is None else [alpha]
+    for payload in payloads + extra:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise FormatError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         parts.append(_write_varint(len(payload)))
-    body = b"".join(parts) + b"".join(payloads)
+    body = b"".join(parts) + b"".join(payloads + extra)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def header_size(data: bytes) -> int:
     """Bytes of a valid file that are not payload (header fields and CRC)."""
-    _, payloads = unpack(data)
-    return len(data) - sum(len(p) for p in payloads)
+    parsed = unpack_file(data)
+    return len(data) - sum(len(p) for p in parsed.payloads) - len(parsed.alpha or b"")
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+    """The header and stage payloads of a verified ``.vqz`` byte string (see :func:`unpack_file`)."""
+    parsed = unpack_file(data)
+    return parsed.header, parsed.payloads
+
+
+def unpack_file(data: bytes) -> VqzFile:
     """Parse and verify a ``.vqz`` byte string; raises FormatError on any problem.
 
     Checks, in order: minimum length and magic (is it a .vqz at all?), version (refuse
@@ -165,7 +184,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     reader = _Reader(data, end)
     reader.take(len(MAGIC) + 1, "magic")
     flags, id_len = reader.unpack("<BB", "flags")
-    if flags != 0:
+    if flags & ~_KNOWN_FLAGS:
         raise FormatError(f"unknown flags 0x{flags:02x}")
     if not 1 <= id_len <= MAX_MODEL_ID:
         raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID}")
@@ -180,7 +199,8 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     header.validate()
     if count > MAX_PAYLOADS:
         raise FormatError(f"{count} payloads exceed the cap of {MAX_PAYLOADS}")
-    lengths = [reader.varint("payload lengths") for _ in range(count)]
+    has_alpha = bool(flags & FLAG_ALPHA)
+    lengths = [reader.varint("payload lengths") for _ in range(count + has_alpha)]
     if any(length > MAX_PAYLOAD_BYTES for length in lengths):
         raise FormatError(f"a payload length exceeds {MAX_PAYLOAD_BYTES} bytes")
     remaining = end - reader.pos
@@ -188,7 +208,6 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
         raise FormatError("file is truncated (payloads shorter than declared)")
     if sum(lengths) < remaining:
         raise FormatError(f"{remaining - sum(lengths)} unexpected trailing bytes")
-    payloads = []
-    for length in lengths:
-        payloads.append(reader.take(length, "payload"))
-    return header, payloads
+    payloads = [reader.take(length, "payload") for length in lengths]
+    alpha = payloads.pop() if has_alpha else None
+    return VqzFile(header, payloads, alpha)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqz.bitstream import Header, pack, unpack
+from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.compressai_layers import compute_padding
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
@@ -58,14 +58,17 @@ def pad_image(rgb: np.ndarray, multiple: int) -> tuple[torch.Tensor, tuple[int, 
     return x, unpad
 
 
-def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int) -> tuple[bytes, EncodeStats]:
-    """(H, W, 3) uint8 -> complete ``.vqz`` bytes and coding statistics."""
+def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
+                 alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats]:
+    """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics."""
     levels = quality_range(weights)
     if quality not in levels:
         raise ImageError(f"quality must be in {levels.start}..{levels.stop - 1}, got {quality}")
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
         raise ImageError(f"expected a non-empty (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
     height, width = rgb.shape[:2]
+    if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
+        raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
     x, _ = pad_image(rgb, weights.model.config.downsampling)
     indices = weights.model.encode_indices(x, quality)[:, 0].numpy()  # (q, gh, gw)
     payloads = [weights.entropy.encode_plane(indices[s], s) for s in range(quality)]
@@ -73,7 +76,8 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int) -> tuple
     grid_h, grid_w = indices.shape[1:]
     header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
     fixed = [indices[0].size * math.log2(weights.model.config.codebook_size)] * quality
-    return pack(header, payloads), EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
+    alpha_payload = None if alpha is None else encode_alpha(np.ascontiguousarray(alpha))
+    return pack(header, payloads, alpha_payload), EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
@@ -92,12 +96,20 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
 
 def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None) -> np.ndarray:
     """``.vqz`` bytes -> (H, W, 3) uint8 RGB (optionally from only the first ``stages`` stages)."""
-    header, payloads = unpack(data)
+    return decode_image(weights, data, stages)[0]
+
+
+def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``.vqz`` bytes -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None)."""
+    parsed = unpack_file(data)
+    header, payloads = parsed.header, parsed.payloads
     if header.model_id != weights.model_id or header.model_hash != weights.weights_hash:
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
     x_hat = weights.model.decode_indices(torch.from_numpy(indices)[:, None])
     d = weights.model.config.downsampling
     _, unpad = compute_padding(header.height, header.width, min_div=d)
+    alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
     x_hat = F.pad(x_hat, unpad)
-    return x_hat[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    rgb = x_hat[0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return rgb, alpha

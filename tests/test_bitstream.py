@@ -106,3 +106,37 @@ def test_writer_refuses_invalid_headers():
         pack(Header("", bytes(8), 1, 1, 1, 1, 1), [])
     with pytest.raises(FormatError):
         pack(Header("m", bytes(8), 0, 1, 1, 1, 1), [])
+
+
+def test_alpha_payload_round_trips_and_is_counted_as_payload():
+    from vqz.bitstream import unpack_file
+
+    data = pack(HEADER, PAYLOADS, alpha=b"alpha-bytes")
+    parsed = unpack_file(data)
+    assert parsed.header == HEADER and parsed.payloads == PAYLOADS and parsed.alpha == b"alpha-bytes"
+    assert header_size(data) == len(data) - sum(map(len, PAYLOADS)) - len(b"alpha-bytes")
+    assert unpack_file(pack(HEADER, PAYLOADS)).alpha is None
+
+
+def test_alpha_plane_codec_is_lossless_and_bounded():
+    import numpy as np
+
+    from vqz.bitstream import decode_alpha, encode_alpha
+
+    rng = np.random.default_rng(0)
+    alpha = np.clip(np.cumsum(rng.integers(-3, 4, (37, 53)), axis=1) + 128, 0, 255).astype(np.uint8)
+    assert np.array_equal(decode_alpha(encode_alpha(alpha), 37, 53), alpha)
+    with pytest.raises(FormatError):
+        decode_alpha(encode_alpha(alpha), 37, 52)
+    with pytest.raises(FormatError):
+        decode_alpha(b"not zlib", 2, 2)
+    bomb = __import__("zlib").compress(bytes(10_000_000))
+    with pytest.raises(FormatError):
+        decode_alpha(bomb, 10, 10)
+
+
+def test_unknown_flags_are_refused():
+    data = bytearray(pack(HEADER, PAYLOADS)[:-4])
+    data[5] = 0x80
+    with pytest.raises(FormatError, match="flags"):
+        unpack(_with_valid_crc(bytes(data)))

@@ -110,3 +110,15 @@ def test_corrupt_payload_is_refused(model):
     data[-10] ^= 0x20
     with pytest.raises(FormatError):
         decode_bytes(model, bytes(data))
+
+
+def test_alpha_plane_is_restored_exactly(model):
+    from vqz.codec.pipeline import decode_image
+
+    image = smooth_image(21, 34, seed=13)
+    alpha = (np.arange(21 * 34).reshape(21, 34) % 256).astype(np.uint8)
+    data, _ = encode_array(model, image, 2, alpha=alpha)
+    rgb, decoded_alpha = decode_image(model, data)
+    assert rgb.shape == image.shape
+    assert np.array_equal(decoded_alpha, alpha)
+    assert decode_image(model, encode_array(model, image, 2)[0])[1] is None

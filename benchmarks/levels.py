@@ -1,0 +1,82 @@
+"""Per-quality-level table of the vqz model alone, with what the entropy model saves.
+
+    python -m vqz.benchmarks.levels DIR [--out FILE.json] [--model ID]
+
+For every quality level, over every image of DIR: mean bpp from the file bytes (header
+included), mean PSNR (8-bit RGB) and MS-SSIM, encode and decode seconds per image
+(model loading excluded), header bytes, and the payload bits actually written against
+the model's own estimate and against fixed-length log2(K) bits per index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from vqz.benchmarks.metrics import ms_ssim, psnr
+from vqz.codec.data import list_images
+from vqz.codec.image import to_rgb_array
+from vqz.codec.pipeline import decode_bytes, encode_array, quality_range
+from vqz.codec.registry import load_model
+
+
+def measure(folder: Path, model: str | None = None) -> list[dict[str, float]]:
+    weights = load_model(model)
+    images = [(p.name, to_rgb_array(p)) for p in list_images(folder)]
+    rows = []
+    for quality in quality_range(weights):
+        acc: dict[str, list[float]] = {k: [] for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "header_bytes")}
+        written = estimated = fixed = 0.0
+        for _, rgb in images:
+            start = time.perf_counter()
+            data, stats = encode_array(weights, rgb, quality)
+            encode_s = time.perf_counter() - start
+            start = time.perf_counter()
+            decoded = decode_bytes(weights, data)
+            decode_s = time.perf_counter() - start
+            pixels = rgb.shape[0] * rgb.shape[1]
+            acc["bpp"].append(8 * len(data) / pixels)
+            acc["psnr"].append(psnr(rgb, decoded))
+            acc["ms_ssim"].append(ms_ssim(rgb, decoded))
+            acc["encode_s"].append(encode_s)
+            acc["decode_s"].append(decode_s)
+            acc["header_bytes"].append(len(data) - sum(stats.payload_bits) / 8)
+            written += sum(stats.payload_bits)
+            estimated += sum(stats.estimated_bits)
+            fixed += sum(stats.fixed_length_bits)
+        row = {"quality": quality, **{k: statistics.fmean(v) for k, v in acc.items()}}
+        row.update(encode_s_median=statistics.median(acc["encode_s"]), decode_s_median=statistics.median(acc["decode_s"]),
+                   coded_over_fixed=written / fixed, coded_over_estimate=written / estimated)
+        rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict[str, float]]) -> str:
+    lines = ["| q | bpp | PSNR (dB) | MS-SSIM | encode s | decode s | header B | coded / fixed bits | coded / estimate |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['quality']} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['encode_s_median']:.2f} | "
+                     f"{r['decode_s_median']:.2f} | {r['header_bytes']:.0f} | {r['coded_over_fixed']:.3f} | {r['coded_over_estimate']:.4f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--model")
+    args = parser.parse_args()
+    rows = measure(args.folder, args.model)
+    table = to_markdown(rows)
+    print(f"threads: {torch.get_num_threads()}\n\n{table}")
+    if args.out:
+        args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
