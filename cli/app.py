@@ -1,7 +1,12 @@
-"""The ``vqz`` command line: one typer app, one module per command."""
+"""The ``vqz`` command line: one typer app, one module per command.
+
+Command modules import torch and the model only inside the commands, so ``vqz --help``
+and shell completion (``vqz --install-completion``) answer without loading them.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -9,11 +14,13 @@ import typer
 from vqz.cli.decode import decode
 from vqz.cli.encode import encode
 from vqz.cli.info import info
+from vqz.cli.models import models
 from vqz.cli.train import export_model, train
 
 app = typer.Typer(
     name="vqz",
     help="vqz: a learned image codec. Example: vqz encode photo.png && vqz decode photo.vqz -o out.png",
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -21,6 +28,7 @@ app = typer.Typer(
 app.command("encode")(encode)
 app.command("decode")(decode)
 app.command("info")(info)
+app.command("models")(models)
 app.command("train")(train)
 app.command("export-model")(export_model)
 
@@ -41,6 +49,10 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
+    except BrokenPipeError:  # e.g. `vqz decode x.vqz -o - | head -c 10`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        sys.exit(1)
     except Exception as exc:  # last line of defence: one line, exit 1
         print(f"vqz: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

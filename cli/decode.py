@@ -1,46 +1,99 @@
-"""``vqz decode``: .vqz files -> images."""
+"""``vqz decode``: .vqz files -> images (all stages, or a coarser prefix with --stages)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Union
 
 import typer
 
-from vqz.api import decode_array
-from vqz.cli.files import plan_outputs, read_input, write_atomic
-from vqz.cli.report import error
-from vqz.codec.image import WRITE_FORMATS, encode_image_bytes
+from vqz.cli.files import (
+    check_target,
+    expand_inputs,
+    is_stdio,
+    is_vqz,
+    plan_jobs,
+    read_input,
+    read_stdin,
+    refuse_terminal_output,
+    write_output,
+)
+from vqz.cli.report import error, run_batch
+from vqz.codec.image import WRITE_FORMATS
 from vqz.errors import VqzError
 
 
+@dataclass(frozen=True)
+class DecodeTask:
+    """Everything a worker process needs to decode one file (picklable)."""
+
+    source: Union[Path, bytes]  # a path, or the bytes read from stdin
+    stages: Optional[int]
+    format_name: str  # a Pillow format name, e.g. "PNG"
+
+
+def decode_one(task: DecodeTask) -> bytes:
+    """Decode one file to the bytes of an image file (runs in a worker when --workers > 1)."""
+    from vqz.api import decode_array
+    from vqz.codec.image import encode_image_bytes
+
+    data = task.source if isinstance(task.source, bytes) else read_input(task.source)
+    return encode_image_bytes(decode_array(data, task.stages), task.format_name)
+
+
 def decode(
-    inputs: Annotated[list[Path], typer.Argument(help=".vqz files to decode.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output image (.png, .ppm, .tif, .bmp) or existing directory.")] = None,
+    inputs: Annotated[list[Path], typer.Argument(
+        help=".vqz files, directories (their *.vqz, not recursive), glob patterns, or - for standard input.", metavar="INPUT",
+        show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="Output image (.png, .ppm, .tif, .bmp), existing directory, or - for PNG on standard output.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
-    stages: Annotated[Optional[int], typer.Option("--stages", min=1, help="Decode only the first N stages (a coarser image).")] = None,
+    stages: Annotated[Optional[int], typer.Option(
+        "--stages", min=1, help="Progressive decode: only the first N stages, the image the file would give at "
+                                "quality N (coarser, from the same file).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Decode this many files in parallel processes.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Decode .vqz files to images (img.vqz -> img.png).
 
     Example: vqz decode photo.vqz -o photo.png
+
+    Example: vqz decode photo.vqz --stages 2 -o preview.png
+
+    Example: vqz decode out/ -o decoded/ --workers 4
     """
+    files, problems = expand_inputs(inputs, is_vqz, ".vqz files")
     try:
-        outputs = plan_outputs(inputs, output, ".png")
+        jobs, clashes = plan_jobs(files, output, ".png")
     except VqzError as exc:
         error(None, str(exc))
         raise typer.Exit(1)
-    failed = 0
-    for source, target in zip(inputs, outputs):
+    refuse_terminal_output(jobs)
+    for label, message in problems + clashes:
+        error(label, message)
+    failed = len(problems) + len(clashes)
+
+    runnable, tasks = [], []
+    for job in jobs:
         try:
-            fmt = WRITE_FORMATS.get(target.suffix.lower())
-            if fmt is None:
-                raise VqzError(f"cannot write {target}: use one of {', '.join(sorted(WRITE_FORMATS))}")
-            if target.exists() and not force:
-                raise VqzError(f"output {target} already exists (use --force to overwrite)")
-            pixels = decode_array(read_input(source), stages)
-            write_atomic(target, encode_image_bytes(pixels, fmt), force)
+            format_name = "PNG" if is_stdio(job.target) else WRITE_FORMATS.get(job.target.suffix.lower())
+            if format_name is None:
+                raise VqzError(f"cannot write {job.target}: use one of {', '.join(sorted(WRITE_FORMATS))}")
+            check_target(job.target, force)
+            source = read_stdin() if is_stdio(job.source) else job.source
         except VqzError as exc:
-            error(source, str(exc))
+            error(job.label, str(exc))
             failed += 1
+            continue
+        runnable.append(job)
+        tasks.append(DecodeTask(source, stages, format_name))
+
+    def finish(index: int, image_bytes: bytes) -> None:
+        write_output(runnable[index].target, image_bytes, force)
+
+    failed += run_batch(decode_one, tasks, [job.label for job in runnable], finish,
+                        workers=workers, quiet=quiet, description="decoding",
+                        preload=["vqz.api", "vqz.codec.pipeline", "vqz.codec.registry"])
     if failed:
         raise typer.Exit(1)

@@ -1,55 +1,168 @@
-"""``vqz encode``: images -> .vqz files."""
+"""``vqz encode``: images -> .vqz files (a fixed quality, or rate control to a target)."""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Union
 
 import typer
 
+from vqz.cli.files import (
+    STDIN_LABEL,
+    check_target,
+    expand_inputs,
+    image_suffixes,
+    is_stdio,
+    plan_jobs,
+    read_stdin,
+    refuse_terminal_output,
+    write_output,
+)
 from vqz.api import DEFAULT_QUALITY
-from vqz.cli.files import plan_outputs, write_atomic
-from vqz.cli.report import error
-from vqz.codec.image import DEFAULT_MAX_PIXELS, to_rgb_array
-from vqz.codec.pipeline import encode_array, quality_range
-from vqz.codec.registry import load_model
+from vqz.cli.report import error, note, run_batch, warning
+from vqz.codec.image import DEFAULT_MAX_PIXELS
 from vqz.errors import VqzError
 
 
+@dataclass(frozen=True)
+class EncodeTask:
+    """Everything a worker process needs to encode one image (picklable)."""
+
+    source: Union[Path, bytes]  # a path, or the bytes read from stdin
+    model: Optional[str]
+    quality: Optional[int]
+    target_bpp: Optional[float]
+    target_psnr: Optional[float]
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    data: bytes
+    quality: int
+    bpp: float
+    psnr: Optional[float]  # dB, measured by --target-psnr only
+    met: bool  # False when no level met the target
+    warnings: tuple[str, ...] = ()  # Python warnings raised while reading the image, e.g. 16 -> 8 bits
+
+
+def encode_one(task: EncodeTask) -> EncodeResult:
+    """Encode one image (runs in a worker process when --workers > 1)."""
+    from vqz.codec.image import to_rgb_array
+    from vqz.codec.pipeline import encode_array
+    from vqz.codec.rate_control import encode_for_target
+    from vqz.codec.registry import load_model
+
+    weights = load_model(task.model)
+    with warnings.catch_warnings(record=True) as caught:  # reported as one `vqz: warning:` line each
+        warnings.simplefilter("always")
+        rgb = to_rgb_array(task.source, task.max_pixels)
+    notes = tuple(dict.fromkeys(str(w.message) for w in caught))
+    if task.quality is not None:
+        data, _ = encode_array(weights, rgb, task.quality)
+        return EncodeResult(data, task.quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True, notes)
+    choice = encode_for_target(weights, rgb, target_bpp=task.target_bpp, target_psnr=task.target_psnr)
+    return EncodeResult(choice.data, choice.quality, choice.bpp, choice.psnr, choice.met, notes)
+
+
+def _describe(result: EncodeResult) -> str:
+    text = f"quality {result.quality}, {result.bpp:.3f} bpp"
+    return text + (f", PSNR {result.psnr:.2f} dB" if result.psnr is not None else "")
+
+
 def encode(
-    inputs: Annotated[list[Path], typer.Argument(help="Images to compress (PNG, JPEG, TIFF, BMP, WebP, ...).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or existing directory.")] = None,
-    quality: Annotated[int, typer.Option("-q", "--quality", help="Quality level: 1 = smallest file, higher = better.")] = DEFAULT_QUALITY,
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Images (PNG, JPEG, TIFF, BMP, WebP, ...), directories (their images, not recursive), "
+             "glob patterns, or - for standard input.", show_default=False, metavar="INPUT")],
+    output: Annotated[Optional[Path], typer.Option(
+        "-o", "--output", help="Output file (one input), existing directory, or - for standard output.")] = None,
+    quality: Annotated[Optional[int], typer.Option(
+        "-q", "--quality", help=f"Quality level: 1 = smallest file, higher = better (default {DEFAULT_QUALITY}).",
+        show_default=False)] = None,
+    target_bpp: Annotated[Optional[float], typer.Option(
+        "--target-bpp",
+        help="Rate control: the highest quality whose file is at most this many bits per pixel "
+             "(quality 1 and a warning if none is).")] = None,
+    target_psnr: Annotated[Optional[float], typer.Option(
+        "--target-psnr",
+        help="Rate control: the smallest file whose decoded image reaches this PSNR in dB "
+             "(the best quality and a warning if none does).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model id or weights file (default: the bundled model).")] = None,
-    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse larger images (decompression-bomb guard).")] = DEFAULT_MAX_PIXELS,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model id or weights file (default: the bundled model; see vqz models).")] = None,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse larger images (decompression-bomb guard).")] = DEFAULT_MAX_PIXELS,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Encode this many files in parallel processes.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no rate-control notes (errors and warnings stay).")] = False,
 ) -> None:
     """Compress images to .vqz files (img.png -> img.vqz).
 
     Example: vqz encode photo.png -q 6 -o photo.vqz
+
+    Example: vqz encode photos/ --target-bpp 0.5 -o out/ --workers 4
+
+    Example: cat photo.png | vqz encode - -o - > photo.vqz
     """
+    if sum(option is not None for option in (quality, target_bpp, target_psnr)) > 1:
+        raise typer.BadParameter("-q/--quality, --target-bpp and --target-psnr are mutually exclusive",
+                                 param_hint="'-q' / '--target-bpp' / '--target-psnr'")
+    for name, value in (("--target-bpp", target_bpp), ("--target-psnr", target_psnr)):
+        if value is not None and not value > 0:  # also refuses nan
+            raise typer.BadParameter(f"{value} is not a positive number", param_hint=f"'{name}'")
+    files, problems = expand_inputs(inputs, lambda path: path.suffix.lower() in image_suffixes(), "image files")
+    try:
+        jobs, clashes = plan_jobs(files, output, ".vqz")
+    except VqzError as exc:
+        error(None, str(exc))
+        raise typer.Exit(1)
+    refuse_terminal_output(jobs)
+    from vqz.codec.pipeline import quality_range
+    from vqz.codec.registry import load_model
+
     try:
         weights = load_model(model)
     except VqzError as exc:
         error(None, str(exc))
         raise typer.Exit(1)
     levels = quality_range(weights)
-    if quality not in levels:
-        raise typer.BadParameter(f"{quality} is not a valid level; choose {levels.start}..{levels.stop - 1}", param_hint="'-q' / '--quality'")
-    try:
-        outputs = plan_outputs(inputs, output, ".vqz")
-    except VqzError as exc:
-        error(None, str(exc))
-        raise typer.Exit(1)
-    failed = 0
-    for source, target in zip(inputs, outputs):
+    if quality is not None and quality not in levels:
+        raise typer.BadParameter(f"{quality} is not a valid level; choose {levels.start}..{levels.stop - 1}",
+                                 param_hint="'-q' / '--quality'")
+    if quality is None and target_bpp is None and target_psnr is None:
+        quality = DEFAULT_QUALITY
+    for label, message in problems + clashes:
+        error(label, message)
+    failed = len(problems) + len(clashes)
+
+    runnable = []
+    for job in jobs:
         try:
-            if target.exists() and not force:
-                raise VqzError(f"output {target} already exists (use --force to overwrite)")
-            data, _ = encode_array(weights, to_rgb_array(source, max_pixels), quality)
-            write_atomic(target, data, force)
+            check_target(job.target, force)
+            runnable.append(job)
         except VqzError as exc:
-            error(source, str(exc))
+            error(job.label, str(exc))
             failed += 1
+
+    def finish(index: int, result: EncodeResult) -> None:
+        job = runnable[index]
+        write_output(job.target, result.data, force)
+        for message in result.warnings:
+            warning(job.label, message)
+        if target_bpp is not None and not result.met:
+            warning(job.label, f"no quality level is at most {target_bpp:g} bpp; used {_describe(result)}")
+        elif target_psnr is not None and not result.met:
+            warning(job.label, f"no quality level reaches {target_psnr:g} dB PSNR; used {_describe(result)}")
+        elif quality is None and not quiet:
+            note(job.label, _describe(result))
+
+    try:
+        sources = [read_stdin() if is_stdio(job.source) else job.source for job in runnable]
+    except VqzError as exc:
+        error(STDIN_LABEL, str(exc))
+        raise typer.Exit(1)
+    tasks = [EncodeTask(source, model, quality, target_bpp, target_psnr, max_pixels) for source in sources]
+    failed += run_batch(encode_one, tasks, [job.label for job in runnable], finish,
+                        workers=workers, quiet=quiet, description="encoding",
+                        preload=["vqz.codec.pipeline", "vqz.codec.rate_control", "vqz.codec.registry"])
     if failed:
         raise typer.Exit(1)

@@ -9,23 +9,25 @@ from typing import Annotated
 import typer
 
 from vqz.api import read_info
-from vqz.cli.files import read_input
+from vqz.cli.files import STDIN_LABEL, is_stdio, read_input
 from vqz.cli.report import error
 from vqz.errors import VqzError
 
 
 def info(
-    file: Annotated[Path, typer.Argument(help="A .vqz file.", show_default=False)],
+    file: Annotated[Path, typer.Argument(help="A .vqz file, or - for standard input.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show format version, model, size, quality, payload sizes, header bytes and bpp.
+    """Show format version, model, size, quality, payload sizes, header bytes and bpp (no decoding).
+
+    The quality is the level the file was made at; with --target-bpp / --target-psnr, the level chosen.
 
     Example: vqz info photo.vqz --json
     """
     try:
         details = read_info(read_input(file))
     except VqzError as exc:
-        error(file, str(exc))
+        error(STDIN_LABEL if is_stdio(file) else file, str(exc))
         raise typer.Exit(1)
     if as_json:
         typer.echo(json.dumps(details.to_dict()))

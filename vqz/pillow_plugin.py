@@ -1,0 +1,123 @@
+"""A Pillow plugin for ``.vqz`` files, registered by ``import vqz``.
+
+>>> import vqz
+>>> from PIL import Image
+>>> Image.open("photo.png").save("photo.vqz", quality=6)     # doctest: +SKIP
+>>> Image.open("photo.vqz").format                           # doctest: +SKIP
+'VQZ'
+
+Opening parses and verifies the whole container (magic, version, CRC-32, every field,
+see docs/FORMAT.md) with :func:`vqz.bitstream.unpack`, so ``Image.open`` is cheap and needs
+neither torch nor the model; ``load()`` decodes with the model that wrote the file.
+``im.info`` holds ``quality``, ``stages`` and ``model_id`` from the header.
+
+Saving takes ``quality`` (1 .. the model's number of stages, default
+``vqz.DEFAULT_QUALITY``) or one of ``target_bpp`` / ``target_psnr`` (see
+:mod:`vqz.codec.rate_control`), and ``model`` (an id or a weights file). Images are
+stored as 8-bit RGB: grayscale, palette and CMYK images are converted; images with alpha
+or more than 8 bits per sample raise ``OSError`` (Pillow's ``cannot write mode``).
+
+Errors follow Pillow's conventions: a file without the ``.vqz`` magic is not claimed
+(``UnidentifiedImageError``); a ``.vqz`` file that is corrupt, truncated or of an unknown
+version raises ``OSError`` from ``Image.open``; a missing model raises ``OSError`` from
+``load()``; a bad ``quality`` raises ``ValueError`` from ``save()``.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from PIL import Image, ImageFile
+
+from vqz.bitstream import MAGIC, unpack
+from vqz.errors import FormatError, ImageError, VqzError
+
+FORMAT = "VQZ"
+EXTENSION = ".vqz"
+MIME = "image/x-vqz"
+MAX_FILE_BYTES = 1 << 31
+_Tile = getattr(ImageFile, "_Tile", None)  # a namedtuple since Pillow 11, a plain tuple before
+
+__all__ = ["EXTENSION", "FORMAT", "MIME", "VqzDecoder", "VqzImageFile", "register"]
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[: len(MAGIC)] == MAGIC
+
+
+def _read_all(fp: IO[bytes]) -> bytes:
+    data = fp.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(f"cannot open .vqz file: larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+class VqzImageFile(ImageFile.ImageFile):
+    """An opened ``.vqz`` file: size and mode from the header, pixels decoded on ``load()``."""
+
+    format = FORMAT
+    format_description = "vqz learned image codec"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        if not _accept(self.fp.read(len(MAGIC))):
+            raise SyntaxError("not a .vqz file")
+        self.fp.seek(0)
+        try:
+            header, payloads = unpack(_read_all(self.fp))
+        except FormatError as exc:
+            raise OSError(f"cannot open .vqz file: {exc}") from exc
+        self._size = (header.width, header.height)
+        self._mode = "RGB"
+        self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
+        tile = ("vqz", (0, 0, *self._size), 0, ())
+        self.tile = [_Tile(*tile) if _Tile is not None else tile]
+
+
+class VqzDecoder(ImageFile.PyDecoder):
+    """Decodes the whole file at once (the model needs every stage of every cell)."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer: bytes) -> tuple[int, int]:
+        assert self.fd is not None
+        from vqz.api import decode_array
+
+        try:
+            pixels = decode_array(_read_all(self.fd))
+        except VqzError as exc:
+            raise OSError(f"cannot decode .vqz file: {exc}") from exc
+        self.set_as_raw(pixels.tobytes(), "RGB")
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from vqz.api import encode, quality_levels
+
+    options = im.encoderinfo
+    targets = {key: options.get(key) for key in ("quality", "target_bpp", "target_psnr")}
+    given = {key: value for key, value in targets.items() if value is not None}
+    if len(given) > 1:
+        raise ValueError(f"give at most one of quality, target_bpp and target_psnr, got {', '.join(given)}")
+    model = options.get("model")
+    try:
+        quality = targets["quality"]
+        if quality is not None:
+            levels = quality_levels(model)
+            if isinstance(quality, bool) or not isinstance(quality, int) or quality not in levels:
+                raise ValueError(f"quality must be an integer in {levels.start}..{levels.stop - 1}, got {quality!r}")
+        data = encode(im, quality, target_bpp=targets["target_bpp"], target_psnr=targets["target_psnr"], model=model)
+    except ImageError as exc:
+        raise OSError(f"cannot write mode {im.mode} as {FORMAT}: {exc}") from exc
+    except VqzError as exc:
+        raise OSError(f"cannot write {FORMAT}: {exc}") from exc
+    fp.write(data)
+
+
+def register() -> None:
+    """Make Pillow open and save ``.vqz`` (idempotent; ``import vqz`` calls it)."""
+    Image.register_open(FORMAT, VqzImageFile, _accept)
+    Image.register_decoder("vqz", VqzDecoder)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)
