@@ -32,6 +32,9 @@ from vqz.errors import FormatError
 
 _WORD = np.dtype("<u4")
 CONDITIONAL_TOTAL = 1 << 15
+# Symbols per constriction call in a conditional pass of the decoder: bounds its (chunk, K)
+# float64 probability table (16 MiB for K = 512) whatever grid size a header declares.
+DECODE_CHUNK = 1 << 12
 
 
 def _normalise(rows: np.ndarray) -> np.ndarray:
@@ -130,8 +133,11 @@ class EntropyModel:
                     if tables[phase] is None:
                         values = coder.decode(self._marginal_model(stage), count)
                     else:
-                        probabilities = _normalise(tables[phase][_contexts(plane, phase).ravel()])
-                        values = coder.decode(family, probabilities)
+                        contexts = _contexts(plane, phase).ravel()
+                        values = np.concatenate([
+                            coder.decode(family, _normalise(tables[phase][contexts[start : start + DECODE_CHUNK]]))
+                            for start in range(0, count, DECODE_CHUNK)
+                        ])
                     plane[rows, cols] = np.asarray(values).reshape(shape)
             leftover = not coder.is_empty()
         except (ValueError, RuntimeError, AssertionError) as exc:

@@ -1,20 +1,37 @@
 """Reading images into 8-bit RGB arrays and writing decoded arrays back out.
 
-Every array here is ``(H, W, 3) uint8`` RGB. Conversions done on input:
-EXIF orientation is applied; grayscale, palette (without transparency), CMYK and
-YCbCr images are converted to RGB. Images with an alpha channel and high-bit-depth
-images are refused with a clear ImageError for now.
+Every array here is ``(H, W, 3) uint8`` RGB. What happens to an input image:
+
+* the pixel count is checked against ``max_pixels`` as soon as the header is parsed,
+  before any pixel is decoded (a decompression-bomb guard; Pillow's own guard,
+  ``Image.MAX_IMAGE_PIXELS``, is made to agree with it, see :func:`_pillow_guard_lifted`);
+* animated (or multi-page) images: the first frame, with a ``UserWarning``;
+* alpha (RGBA, LA, PA, or a palette / colour key with transparency): ``ImageError``,
+  the format has no alpha plane yet;
+* 16-bit grayscale (``I;16*``, ``I``): scaled to 8 bits with rounding
+  (``round(v * 255 / 65535)``) and a ``UserWarning``; 16-bit colour images, which Pillow
+  itself reduces to 8 bits when it reads them, get the same warning; 32-bit float: ``ImageError``;
+* an embedded ICC profile that is not sRGB: converted to sRGB with LittleCMS
+  (``PIL.ImageCms``); an unreadable profile is ignored with a warning;
+* grayscale, palette, CMYK (Adobe-inverted JPEGs included), YCbCr: converted to RGB;
+* the EXIF orientation tag is applied last (orientation 5..8 swap width and height).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Union
+from typing import IO, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from vqz.errors import ImageError
 
@@ -23,28 +40,168 @@ ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
 WRITE_FORMATS = {".png": "PNG", ".ppm": "PPM", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 
+ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+SIXTEEN_BIT_WARNING = "converted 16-bit image to 8 bits"
+ANIMATED_WARNING = "animated image: only the first frame is encoded"
+
+#: EXIF orientation -> the transposition that displays the image upright (as ImageOps.exif_transpose).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION_TAG = 0x0112
+
+#: What Pillow's decoders raise on malformed or truncated files (zlib.error: iCCP / zTXt chunks).
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error, zlib.error)
+
+_GUARD_LOCK = threading.Lock()
+
+
+# ---------------------------------------------------------------------------- size guard
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """ImageError naming the size and the cap if ``width * height`` exceeds ``max_pixels``."""
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{width}x{height} image ({width * height} pixels) exceeds the cap of {max_pixels} pixels "
+            "(raise it with --max-pixels)"
+        )
+
+
+@contextlib.contextmanager
+def _pillow_guard_lifted() -> Iterator[None]:
+    """Pillow's decompression-bomb error disabled for one read, then restored.
+
+    ``Image.open`` raises ``DecompressionBombError`` above ``2 * Image.MAX_IMAGE_PIXELS``
+    (179 megapixels by default) before we see the header. Our own cap (``max_pixels``,
+    checked right after the header is parsed, before any pixel is decoded) is the one
+    the user set, so when Pillow's fires first we read the file again with Pillow's
+    limit lifted. Only that retry touches the process-global, under a lock, and it is
+    restored on the way out; ordinary reads leave it alone.
+    """
+    with _GUARD_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+# ---------------------------------------------------------------------------- conversions
+def _sixteen_to_eight(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (``I;16*``, or ``I`` holding 0..65535) -> ``L``, rounded."""
+    values = np.asarray(image)
+    if image.mode == "I":
+        values = np.clip(values, 0, 0xFFFF)
+    scaled = (values.astype(np.uint32) * 255 + 0x7FFF) // 0xFFFF  # round(v * 255 / 65535); never a tie
+    warnings.warn(SIXTEEN_BIT_WARNING, UserWarning, stacklevel=4)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
+
+
+def _decoded_from_16_bits(image: Image.Image) -> bool:
+    """True when Pillow will reduce 16-bit samples to 8 on reading (e.g. a 16-bit RGB PNG,
+    raw mode ``RGB;16B``). Looks at the tiles, so call it before ``load()``."""
+    for tile in getattr(image, "tile", None) or []:
+        rawmode = tile.args[0] if isinstance(tile.args, tuple) and tile.args else tile.args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
+
+
+def _is_srgb(profile: object) -> bool:
+    """A profile whose description names sRGB ("sRGB IEC61966-2.1", "sRGB built-in", ...) is
+    taken as sRGB and not converted: converting would at best reproduce the same pixels."""
+    description = getattr(getattr(profile, "profile", None), "profile_description", None) or ""
+    return "srgb" in description.lower()
+
+
+def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    """``image`` (RGB, L or CMYK) converted from its ICC profile to sRGB (an RGB image).
+
+    Returns ``image`` unchanged when the profile already is sRGB, and with a warning when
+    the profile cannot be used (unreadable, or for another colour space than the pixels').
+    """
+    try:
+        from PIL import ImageCms
+    except ImportError:  # Pillow built without LittleCMS
+        warnings.warn("ignored the embedded ICC profile: Pillow has no LittleCMS support", UserWarning, stacklevel=4)
+        return image
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if _is_srgb(profile):
+            return image
+        space = profile.profile.xcolor_space.strip()
+        if {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}.get(space) != image.mode:
+            warnings.warn(f"ignored an ICC profile for {space} on a {image.mode} image", UserWarning, stacklevel=4)
+            return image
+        converted = ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        warnings.warn(f"ignored an unreadable ICC profile ({exc})", UserWarning, stacklevel=4)
+        return image
+    return converted if converted is not None else image
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+    except Exception:  # a malformed EXIF block (any of many types) must not stop the pixels
+        return 1
+    return value if value in _ORIENTATION else 1
+
 
 def _from_pil(image: Image.Image) -> np.ndarray:
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a malformed EXIF block must not stop decoding the pixels
-        pass
+    """Any Pillow image -> (H, W, 3) uint8 sRGB, upright (see the module docstring)."""
+    if getattr(image, "is_animated", False):
+        warnings.warn(ANIMATED_WARNING, UserWarning, stacklevel=3)
+    reduced = _decoded_from_16_bits(image)
+    image.load()
+    icc = image.info.get("icc_profile")
+    orientation = _orientation(image)
     mode = image.mode
-    if mode == "P":
-        if "transparency" in image.info:
-            raise ImageError("images with transparency are not supported yet")
-        image = image.convert("RGB")
-    elif mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        raise ImageError("images with an alpha channel are not supported yet")
-    elif mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        raise ImageError(f"{mode} images (more than 8 bits per sample) are not supported yet")
-    elif mode != "RGB":
-        image = image.convert("RGB")
+    if mode in ALPHA_MODES or "transparency" in image.info:
+        kind = (f"{mode} image" if mode in ALPHA_MODES else "palette image with transparency" if mode == "P"
+                else f"{mode} image with a transparent colour")
+        raise ImageError(f"{kind}: alpha channel is not supported yet")
+    if mode == "F":
+        raise ImageError("32-bit floating-point images are not supported")
+    if mode in SIXTEEN_BIT_MODES:
+        image = _sixteen_to_eight(image)
+    elif reduced:
+        warnings.warn(SIXTEEN_BIT_WARNING, UserWarning, stacklevel=3)
+    if image.mode in ("P", "1"):
+        image = image.convert("RGB" if image.mode == "P" else "L")
+    if icc:
+        image = _to_srgb(image, icc)
+    if image.mode != "RGB":
+        try:
+            image = image.convert("RGB")
+        except ValueError as exc:
+            raise ImageError(f"cannot convert a {image.mode} image to RGB ({exc})") from None
+    if orientation != 1:
+        image = image.transpose(_ORIENTATION[orientation])
     return np.asarray(image, dtype=np.uint8)
 
 
+def _read(stream: IO[bytes], max_pixels: int) -> np.ndarray:
+    with Image.open(stream) as image:  # parses the header only
+        check_pixels(image.width, image.height, max_pixels)
+        return _from_pil(image)
+
+
 def to_rgb_array(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Return ``source`` as a (H, W, 3) uint8 RGB array (a path, bytes, PIL image or array)."""
+    """Return ``source`` as a (H, W, 3) uint8 RGB array.
+
+    ``source``: a path, the bytes of an image file, a PIL image or an (H, W, 3) / (H, W)
+    uint8 array. Files and PIL images larger than ``max_pixels`` pixels are refused
+    before their pixels are decoded. Raises ``ImageError`` for anything unreadable or
+    unsupported; warns (``UserWarning``) when it drops frames or bits.
+    """
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8:
             raise ImageError(f"arrays must be uint8, got {source.dtype}")
@@ -54,30 +211,52 @@ def to_rgb_array(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np
             raise ImageError(f"arrays must have shape (H, W, 3), got {source.shape}")
         return np.ascontiguousarray(source)
     if isinstance(source, Image.Image):
-        return _from_pil(source)
-    if not isinstance(source, bytes) and Path(source).is_dir():
-        raise ImageError("is a directory")
-    try:
-        stream = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-    except OSError as exc:
-        raise ImageError(f"cannot open: {exc.strerror or exc}") from None
-    with stream:
+        check_pixels(source.width, source.height, max_pixels)
+        return _decoding(lambda: _from_pil(source))
+    if isinstance(source, (bytearray, memoryview)):
+        source = bytes(source)
+    if isinstance(source, bytes):
+        stream: IO[bytes] = io.BytesIO(source)
+    else:
+        if Path(source).is_dir():
+            raise ImageError("is a directory")
         try:
-            with Image.open(stream) as image:
-                if image.width * image.height > max_pixels:
-                    raise ImageError(
-                        f"{image.width}x{image.height} image exceeds the cap of {max_pixels} pixels (raise it with --max-pixels)"
-                    )
-                image.load()
-                return _from_pil(image)
-        except ImageError:
-            raise
-        except UnidentifiedImageError:
-            raise ImageError(f"not an image file, or a format Pillow cannot read") from None
-        except Image.DecompressionBombError as exc:
-            raise ImageError(f"{exc}") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"cannot read image ({exc})") from None
+            stream = open(source, "rb")
+        except OSError as exc:
+            raise ImageError(f"cannot open: {exc.strerror or exc}") from None
+    with stream:
+        return _decoding(lambda: _read_file(stream, max_pixels))
+
+
+def _read_file(stream: IO[bytes], max_pixels: int) -> np.ndarray:
+    if not stream.read(1):
+        raise ImageError("empty file")
+    stream.seek(0)
+    try:
+        return _read(stream, max_pixels)
+    except Image.DecompressionBombError:
+        pass
+    stream.seek(0)
+    with _pillow_guard_lifted():
+        return _read(stream, max_pixels)
+
+
+def _decoding(read: Callable[[], np.ndarray]) -> np.ndarray:
+    """Run ``read`` turning what Pillow raises on bad files into one clear ImageError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return read()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image file, or a format Pillow cannot read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(str(exc)) from None
+    except MemoryError:
+        raise ImageError("not enough memory to decode this image") from None
+    except _DECODER_ERRORS as exc:
+        raise ImageError(f"cannot read image ({exc})") from None
 
 
 def write_image(array: np.ndarray, path: Path, format_name: str | None = None) -> None:
