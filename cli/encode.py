@@ -50,7 +50,7 @@ class EncodeResult:
 
 def encode_one(task: EncodeTask) -> EncodeResult:
     """Encode one image (runs in a worker process when --workers > 1)."""
-    from vqz.codec.image import to_rgb_array
+    from vqz.codec.image import load_image
     from vqz.codec.pipeline import encode_array
     from vqz.codec.rate_control import encode_for_target
     from vqz.codec.registry import load_model
@@ -58,12 +58,12 @@ def encode_one(task: EncodeTask) -> EncodeResult:
     weights = load_model(task.model)
     with warnings.catch_warnings(record=True) as caught:  # reported as one `vqz: warning:` line each
         warnings.simplefilter("always")
-        rgb = to_rgb_array(task.source, task.max_pixels)
+        rgb, alpha = load_image(task.source, task.max_pixels)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     if task.quality is not None:
-        data, _ = encode_array(weights, rgb, task.quality)
+        data, _ = encode_array(weights, rgb, task.quality, alpha)
         return EncodeResult(data, task.quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True, notes)
-    choice = encode_for_target(weights, rgb, target_bpp=task.target_bpp, target_psnr=task.target_psnr)
+    choice = encode_for_target(weights, rgb, target_bpp=task.target_bpp, target_psnr=task.target_psnr, alpha=alpha)
     return EncodeResult(choice.data, choice.quality, choice.bpp, choice.psnr, choice.met, notes)
 
 

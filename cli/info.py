@@ -40,6 +40,7 @@ def info(
         ("stages", details.stages),
         ("latent grid", f"{details.grid_height}x{details.grid_width}"),
         ("payload bytes", " + ".join(map(str, details.payload_bytes)) or "0"),
+        ("alpha bytes", details.alpha_bytes),
         ("header bytes", details.header_bytes),
         ("total bytes", details.total_bytes),
         ("bpp", f"{details.bpp:.4f}"),

@@ -23,6 +23,7 @@ the models are bit-identical on every machine (see docs/FORMAT.md).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import constriction
@@ -32,7 +33,7 @@ from vqz.errors import FormatError
 
 _WORD = np.dtype("<u4")
 CONDITIONAL_TOTAL = 1 << 15
-# Symbols per constriction call in a conditional pass of the decoder: bounds its (chunk, K)
+# Symbols per constriction call in a conditional pass (encoder and decoder): bounds its (chunk, K)
 # float64 probability table (16 MiB for K = 512) whatever grid size a header declares.
 DECODE_CHUNK = 1 << 12
 
@@ -71,41 +72,48 @@ class EntropyModel:
             if table is not None and (table.shape != (k, k) or (table <= 0).any()):
                 raise ValueError(f"`{name}` must be a positive ({k}, {k}) array")
 
+    @functools.cached_property
+    def _probabilities(self) -> dict[str, np.ndarray]:
+        """Every table turned into float64 probabilities once (same exact division as per row)."""
+        out = {"marginal": _normalise(self.marginal)}
+        for name in ("left", "up"):
+            if getattr(self, name) is not None:
+                out[name] = _normalise(getattr(self, name))
+        return out
+
     @property
     def spatial(self) -> bool:
         return self.left is not None and self.up is not None
 
     # -------------------------------------------------------------- per-pass models
-    def _passes(self, plane: np.ndarray, stage: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """(symbols, per-symbol probabilities or None for the marginal) for each pass."""
+    def _passes(self, plane: np.ndarray, stage: int) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """(symbols, probability table or None for the marginal, context per symbol) per pass."""
         if stage > 0 or not self.spatial:
-            return [(plane.ravel(), None)]
+            return [(plane.ravel(), None, None)]
         views = _phase_views(plane)
-        tables = [None, self.left, self.up, self.up]
-        out = []
-        for phase, (view, table) in enumerate(zip(views, tables)):
-            if table is None:
-                out.append((view.ravel(), None))
-            else:
-                out.append((view.ravel(), _normalise(table[_contexts(plane, phase).ravel()])))
-        return out
+        tables = [None, self._probabilities["left"], self._probabilities["up"], self._probabilities["up"]]
+        return [(view.ravel(), table, None if table is None else _contexts(plane, phase).ravel())
+                for phase, (view, table) in enumerate(zip(views, tables))]
 
     def _marginal_model(self, stage: int):
-        return constriction.stream.model.Categorical(_normalise(self.marginal[stage]), perfect=False)
+        return constriction.stream.model.Categorical(self._probabilities["marginal"][stage], perfect=False)
 
     # -------------------------------------------------------------- coding
     def encode_plane(self, plane: np.ndarray, stage: int) -> bytes:
         """(gh, gw) int indices of one stage -> payload bytes."""
         coder = constriction.stream.stack.AnsCoder()
         family = constriction.stream.model.Categorical(perfect=False)
-        for symbols, probabilities in reversed(self._passes(plane, stage)):
+        for symbols, table, contexts in reversed(self._passes(plane, stage)):
             symbols = np.ascontiguousarray(symbols, dtype=np.int32)
             if not symbols.size:
                 continue
-            if probabilities is None:
+            if table is None:
                 coder.encode_reverse(symbols, self._marginal_model(stage))
-            else:
-                coder.encode_reverse(symbols, family, probabilities)
+                continue
+            # chunks in reverse so the decoder reads them forwards; bounds the (chunk, K) table
+            for start in reversed(range(0, symbols.size, DECODE_CHUNK)):
+                part = slice(start, start + DECODE_CHUNK)
+                coder.encode_reverse(symbols[part], family, table[contexts[part]])
         return coder.get_compressed().astype(_WORD).tobytes()
 
     def decode_plane(self, data: bytes, stage: int, height: int, width: int) -> np.ndarray:
@@ -124,7 +132,7 @@ class EntropyModel:
                 family = constriction.stream.model.Categorical(perfect=False)
                 slices = [(slice(0, None, 2), slice(0, None, 2)), (slice(0, None, 2), slice(1, None, 2)),
                           (slice(1, None, 2), slice(0, None, 2)), (slice(1, None, 2), slice(1, None, 2))]
-                tables = [None, self.left, self.up, self.up]
+                tables = [None, self._probabilities["left"], self._probabilities["up"], self._probabilities["up"]]
                 for phase, (rows, cols) in enumerate(slices):
                     shape = plane[rows, cols].shape
                     count = shape[0] * shape[1]
@@ -135,7 +143,7 @@ class EntropyModel:
                     else:
                         contexts = _contexts(plane, phase).ravel()
                         values = np.concatenate([
-                            coder.decode(family, _normalise(tables[phase][contexts[start : start + DECODE_CHUNK]]))
+                            coder.decode(family, tables[phase][contexts[start : start + DECODE_CHUNK]])
                             for start in range(0, count, DECODE_CHUNK)
                         ])
                     plane[rows, cols] = np.asarray(values).reshape(shape)
@@ -149,11 +157,11 @@ class EntropyModel:
     def estimate_bits(self, plane: np.ndarray, stage: int) -> float:
         """The model's own code length for a plane: sum of -log2 p(index)."""
         total = 0.0
-        for symbols, probabilities in self._passes(plane, stage):
-            if probabilities is None:
-                p = _normalise(self.marginal[stage])[symbols]
+        for symbols, table, contexts in self._passes(plane, stage):
+            if table is None:
+                p = self._probabilities["marginal"][stage][symbols]
             else:
-                p = probabilities[np.arange(symbols.size), symbols]
+                p = table[contexts, symbols]
             total += float(-np.log2(p).sum())
         return total
 

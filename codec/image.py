@@ -6,8 +6,9 @@ Every array here is ``(H, W, 3) uint8`` RGB. What happens to an input image:
   before any pixel is decoded (a decompression-bomb guard; Pillow's own guard,
   ``Image.MAX_IMAGE_PIXELS``, is made to agree with it, see :func:`_pillow_guard_lifted`);
 * animated (or multi-page) images: the first frame, with a ``UserWarning``;
-* alpha (RGBA, LA, PA, or a palette / colour key with transparency): ``ImageError``,
-  the format has no alpha plane yet;
+* alpha (RGBA, LA, PA, or a palette / colour key with transparency): :func:`load_image`
+  returns it as a separate (H, W) uint8 plane, which the container stores losslessly;
+  :func:`to_rgb_array` (RGB only) refuses such images with an ``ImageError``;
 * 16-bit grayscale (``I;16*``, ``I``): scaled to 8 bits with rounding
   (``round(v * 255 / 65535)``) and a ``UserWarning``; 16-bit colour images, which Pillow
   itself reduces to 8 bits when it reads them, get the same warning; 32-bit float: ``ImageError``;
@@ -155,8 +156,11 @@ def _orientation(image: Image.Image) -> int:
     return value if value in _ORIENTATION else 1
 
 
-def _from_pil(image: Image.Image) -> np.ndarray:
-    """Any Pillow image -> (H, W, 3) uint8 sRGB, upright (see the module docstring)."""
+def _from_pil(image: Image.Image, keep_alpha: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any Pillow image -> ((H, W, 3) uint8 sRGB, (H, W) uint8 alpha or None), upright.
+
+    With ``keep_alpha=False`` an image with transparency is an ImageError.
+    """
     if getattr(image, "is_animated", False):
         warnings.warn(ANIMATED_WARNING, UserWarning, stacklevel=3)
     reduced = _decoded_from_16_bits(image)
@@ -164,10 +168,19 @@ def _from_pil(image: Image.Image) -> np.ndarray:
     icc = image.info.get("icc_profile")
     orientation = _orientation(image)
     mode = image.mode
+    alpha = None
     if mode in ALPHA_MODES or "transparency" in image.info:
-        kind = (f"{mode} image" if mode in ALPHA_MODES else "palette image with transparency" if mode == "P"
-                else f"{mode} image with a transparent colour")
-        raise ImageError(f"{kind}: alpha channel is not supported yet")
+        if not keep_alpha:
+            kind = (f"{mode} image" if mode in ALPHA_MODES else "palette image with transparency" if mode == "P"
+                    else f"{mode} image with a transparent colour")
+            raise ImageError(f"{kind}: alpha channel is not supported here (use vqz.encode / load_image)")
+        try:
+            rgba = image.convert("RGBA")
+        except ValueError as exc:
+            raise ImageError(f"cannot convert a {mode} image with alpha to RGBA ({exc})") from None
+        alpha = rgba.getchannel("A")
+        image = rgba.convert("L" if mode in ("LA", "La") else "RGB")
+        mode = image.mode
     if mode == "F":
         raise ImageError("32-bit floating-point images are not supported")
     if mode in SIXTEEN_BIT_MODES:
@@ -185,20 +198,27 @@ def _from_pil(image: Image.Image) -> np.ndarray:
             raise ImageError(f"cannot convert a {image.mode} image to RGB ({exc})") from None
     if orientation != 1:
         image = image.transpose(_ORIENTATION[orientation])
-    return np.asarray(image, dtype=np.uint8)
+        alpha = None if alpha is None else alpha.transpose(_ORIENTATION[orientation])
+    return np.asarray(image, dtype=np.uint8), None if alpha is None else np.asarray(alpha, dtype=np.uint8)
 
 
-def _read(stream: IO[bytes], max_pixels: int) -> np.ndarray:
+def _read(stream: IO[bytes], max_pixels: int, keep_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
     with Image.open(stream) as image:  # parses the header only
         check_pixels(image.width, image.height, max_pixels)
-        return _from_pil(image)
+        return _from_pil(image, keep_alpha)
 
 
 def to_rgb_array(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Return ``source`` as a (H, W, 3) uint8 RGB array.
+    """``source`` as a (H, W, 3) uint8 RGB array; images with transparency are refused."""
+    return load_image(source, max_pixels, keep_alpha=False)[0]
 
-    ``source``: a path, the bytes of an image file, a PIL image or an (H, W, 3) / (H, W)
-    uint8 array. Files and PIL images larger than ``max_pixels`` pixels are refused
+
+def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS,
+               keep_alpha: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return ``source`` as ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None).
+
+    ``source``: a path, the bytes of an image file, a PIL image or an (H, W, 3) / (H, W, 4)
+    / (H, W) uint8 array (the 4th channel is alpha). Files and PIL images larger than ``max_pixels`` pixels are refused
     before their pixels are decoded. Raises ``ImageError`` for anything unreadable or
     unsupported; warns (``UserWarning``) when it drops frames or bits.
     """
@@ -207,12 +227,16 @@ def to_rgb_array(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np
             raise ImageError(f"arrays must be uint8, got {source.dtype}")
         if source.ndim == 2:
             source = np.repeat(source[:, :, None], 3, axis=2)
+        if source.ndim == 3 and source.shape[2] == 4 and 0 not in source.shape:
+            if not keep_alpha:
+                raise ImageError("(H, W, 4) array: alpha channel is not supported here")
+            return np.ascontiguousarray(source[:, :, :3]), np.ascontiguousarray(source[:, :, 3])
         if source.ndim != 3 or source.shape[2] != 3 or 0 in source.shape:
-            raise ImageError(f"arrays must have shape (H, W, 3), got {source.shape}")
-        return np.ascontiguousarray(source)
+            raise ImageError(f"arrays must have shape (H, W, 3) or (H, W, 4), got {source.shape}")
+        return np.ascontiguousarray(source), None
     if isinstance(source, Image.Image):
         check_pixels(source.width, source.height, max_pixels)
-        return _decoding(lambda: _from_pil(source))
+        return _decoding(lambda: _from_pil(source, keep_alpha))
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
     if isinstance(source, bytes):
@@ -225,23 +249,23 @@ def to_rgb_array(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np
         except OSError as exc:
             raise ImageError(f"cannot open: {exc.strerror or exc}") from None
     with stream:
-        return _decoding(lambda: _read_file(stream, max_pixels))
+        return _decoding(lambda: _read_file(stream, max_pixels, keep_alpha))
 
 
-def _read_file(stream: IO[bytes], max_pixels: int) -> np.ndarray:
+def _read_file(stream: IO[bytes], max_pixels: int, keep_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
     if not stream.read(1):
         raise ImageError("empty file")
     stream.seek(0)
     try:
-        return _read(stream, max_pixels)
+        return _read(stream, max_pixels, keep_alpha)
     except Image.DecompressionBombError:
         pass
     stream.seek(0)
     with _pillow_guard_lifted():
-        return _read(stream, max_pixels)
+        return _read(stream, max_pixels, keep_alpha)
 
 
-def _decoding(read: Callable[[], np.ndarray]) -> np.ndarray:
+def _decoding(read: Callable[[], tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
     """Run ``read`` turning what Pillow raises on bad files into one clear ImageError."""
     try:
         with warnings.catch_warnings():
@@ -259,15 +283,29 @@ def _decoding(read: Callable[[], np.ndarray]) -> np.ndarray:
         raise ImageError(f"cannot read image ({exc})") from None
 
 
+#: Output formats that cannot store an alpha channel.
+NO_ALPHA_FORMATS = frozenset({"PPM"})
+
+
+def _pil_from_array(array: np.ndarray, format_name: str) -> Image.Image:
+    """(H, W, 3) -> RGB, (H, W, 4) -> RGBA (refused for formats without alpha)."""
+    if array.ndim == 3 and array.shape[2] == 4:
+        if format_name in NO_ALPHA_FORMATS:
+            raise ImageError(f"{format_name} cannot store the image's alpha channel; write .png, .tif or .bmp")
+        return Image.fromarray(array, "RGBA")
+    return Image.fromarray(array, "RGB")
+
+
 def write_image(array: np.ndarray, path: Path, format_name: str | None = None) -> None:
-    """Write a (H, W, 3) uint8 array to ``path``; the format follows the suffix unless given."""
+    """Write a (H, W, 3|4) uint8 array to ``path``; the format follows the suffix unless given."""
     fmt = format_name or WRITE_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
         raise ImageError(f"unsupported output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
-    Image.fromarray(array, "RGB").save(path, format=fmt)
+    _pil_from_array(array, fmt).save(path, format=fmt)
 
 
 def encode_image_bytes(array: np.ndarray, format_name: str = "PNG") -> bytes:
+    """A (H, W, 3|4) uint8 array as the bytes of an image file of ``format_name``."""
     buffer = io.BytesIO()
-    Image.fromarray(array, "RGB").save(buffer, format=format_name)
+    _pil_from_array(array, format_name).save(buffer, format=format_name)
     return buffer.getvalue()

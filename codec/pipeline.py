@@ -14,7 +14,9 @@ Invariants shared by encoder and decoder:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +27,27 @@ from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.compressai_layers import compute_padding
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
+
+
+#: Threads of every transform run by the coding path, whatever the caller's setting: the
+#: convolutions round differently with another thread count, which moves a near-tie
+#: between two codes (a different, still valid, file) and decoded samples by one level.
+CODING_THREADS = 2
+#: Largest image the decoder builds unless told otherwise (the container allows 2^31).
+DEFAULT_MAX_DECODE_PIXELS = 1 << 28
+
+
+@contextlib.contextmanager
+def coding_threads() -> Iterator[None]:
+    """Run the block with ``CODING_THREADS`` torch threads, restoring the caller's count."""
+    previous = torch.get_num_threads()
+    if previous != CODING_THREADS:
+        torch.set_num_threads(CODING_THREADS)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def quality_range(weights: LoadedWeights) -> range:
@@ -70,7 +93,8 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
     x, _ = pad_image(rgb, weights.model.config.downsampling)
-    indices = weights.model.encode_indices(x, quality)[:, 0].numpy()  # (q, gh, gw)
+    with coding_threads():
+        indices = weights.model.encode_indices(x, quality)[:, 0].numpy()  # (q, gh, gw)
     payloads = [weights.entropy.encode_plane(indices[s], s) for s in range(quality)]
     estimated = [weights.entropy.estimate_bits(indices[s], s) for s in range(quality)]
     grid_h, grid_w = indices.shape[1:]
@@ -94,19 +118,27 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
     return np.stack(planes)
 
 
-def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None) -> np.ndarray:
+def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> np.ndarray:
     """``.vqz`` bytes -> (H, W, 3) uint8 RGB (optionally from only the first ``stages`` stages)."""
-    return decode_image(weights, data, stages)[0]
+    return decode_image(weights, data, stages, max_pixels)[0]
 
 
-def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``.vqz`` bytes -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None)."""
+def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> tuple[np.ndarray, np.ndarray | None]:
+    """``.vqz`` bytes -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None).
+
+    Files declaring more than ``max_pixels`` pixels are refused before any decoding.
+    """
     parsed = unpack_file(data)
     header, payloads = parsed.header, parsed.payloads
+    if header.width * header.height > max_pixels:
+        raise FormatError(f"{header.width}x{header.height} image exceeds the decoder's cap of {max_pixels} pixels")
     if header.model_id != weights.model_id or header.model_hash != weights.weights_hash:
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
-    x_hat = weights.model.decode_indices(torch.from_numpy(indices)[:, None])
+    with coding_threads():
+        x_hat = weights.model.decode_indices(torch.from_numpy(indices)[:, None])
     d = weights.model.config.downsampling
     _, unpad = compute_padding(header.height, header.width, min_div=d)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vqz.bitstream import pack, unpack
+from vqz.bitstream import pack, unpack_file
 
 if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
@@ -65,14 +65,15 @@ class QualityLadder:
     and cached, so asking for the same level twice costs nothing.
     """
 
-    def __init__(self, weights: LoadedWeights, rgb: np.ndarray) -> None:
+    def __init__(self, weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
         from vqz.codec.pipeline import encode_array, quality_range
 
         self.weights = weights
         self.rgb = rgb
         self.levels = quality_range(weights)
-        full, _ = encode_array(weights, rgb, self.levels[-1])
-        self._header, self._payloads = unpack(full)
+        full, _ = encode_array(weights, rgb, self.levels[-1], alpha)
+        parsed = unpack_file(full)
+        self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
         self._files: dict[int, bytes] = {self.levels[-1]: full}
         self._psnr: dict[int, float] = {}
 
@@ -85,7 +86,7 @@ class QualityLadder:
         if quality not in self.levels:
             raise ValueError(f"quality must be in {self.levels.start}..{self.levels.stop - 1}, got {quality}")
         if quality not in self._files:
-            self._files[quality] = pack(replace(self._header, quality=quality), self._payloads[:quality])
+            self._files[quality] = pack(replace(self._header, quality=quality), self._payloads[:quality], self._alpha)
         return self._files[quality]
 
     def bpp(self, quality: int) -> float:
@@ -131,12 +132,13 @@ def choose_for_psnr(ladder: QualityLadder, target_psnr: float) -> RateChoice:
 
 
 def encode_for_target(
-    weights: LoadedWeights, rgb: np.ndarray, *, target_bpp: float | None = None, target_psnr: float | None = None
+    weights: LoadedWeights, rgb: np.ndarray, *, target_bpp: float | None = None, target_psnr: float | None = None,
+    alpha: np.ndarray | None = None,
 ) -> RateChoice:
-    """Encode (H, W, 3) uint8 ``rgb`` for exactly one of ``target_bpp`` or ``target_psnr``."""
+    """Encode (H, W, 3) uint8 ``rgb`` (+ optional alpha plane) for exactly one of ``target_bpp`` or ``target_psnr``."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
-    ladder = QualityLadder(weights, rgb)
+    ladder = QualityLadder(weights, rgb, alpha)
     if target_bpp is not None:
         return choose_for_bpp(ladder, target_bpp)
     return choose_for_psnr(ladder, target_psnr)

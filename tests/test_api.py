@@ -93,8 +93,8 @@ def test_a_missing_file_raises_a_vqz_error(tmp_path):
 def test_bad_images_and_arguments_are_refused(image):
     with pytest.raises(ImageError, match="uint8"):
         vqz.encode(image.astype(np.float32))
-    with pytest.raises(ImageError, match="alpha"):
-        vqz.encode(Image.new("RGBA", (4, 4)))
+    with pytest.raises(ImageError, match="shape"):
+        vqz.encode(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(ImageError, match="quality"):
         vqz.encode(image, quality=0)
     with pytest.raises(TypeError):
@@ -114,3 +114,15 @@ def test_the_api_round_trips_through_a_png_buffer(data):
     buffer = io.BytesIO()
     vqz.decode(data).save(buffer, format="PNG")
     assert vqz.encode(buffer.getvalue(), quality=2) == vqz.encode(vqz.decode_array(data), quality=2)
+
+
+def test_rgba_images_and_arrays_keep_their_alpha_exactly(image):
+    alpha = (np.arange(image.shape[0] * image.shape[1]).reshape(image.shape[:2]) % 251).astype(np.uint8)
+    rgba = np.concatenate([image, alpha[:, :, None]], axis=2)
+    for source in (rgba, Image.fromarray(rgba, "RGBA")):
+        data = vqz.encode(source, quality=2)
+        assert vqz.read_info(data).alpha_bytes > 0
+        decoded = vqz.decode(data)
+        assert decoded.mode == "RGBA"
+        assert np.array_equal(np.asarray(decoded)[:, :, 3], alpha)
+    assert vqz.read_info(vqz.encode(image, quality=2)).alpha_bytes == 0

@@ -98,14 +98,14 @@ def thread_runs(tmp_path_factory, model):
     return root, sorted(images)
 
 
-THREADS_XFAIL = pytest.mark.xfail(strict=False, reason=(
+THREADS_NOTE = ((
     "the float transforms round differently with 1 and 2 threads (latents differ by ~2e-7, "
     "pixels before rounding by ~3e-5 levels): measured on kodim07[64:320, 64:320] at q8, one latent cell "
     "(row 30, col 17) picks another code in all 8 stages (8 of 8192 indices; 7256 vs 7252 bytes); "
     "on kodim01[100:196, 200:328] 2 of 36864 decoded samples differ by 1 level. Reported to the lead."))
 
 
-@THREADS_XFAIL
+
 def test_encoding_gives_the_same_bytes_with_one_or_two_threads(thread_runs, model):
     root, names = thread_runs
     problems = []
@@ -129,7 +129,7 @@ def test_encoding_in_a_fresh_process_matches_this_process(thread_runs, model):
         assert ref == fresh, _describe_mismatch(model, name, ref, fresh, "this process and a fresh one")
 
 
-@THREADS_XFAIL
+
 def test_decoding_gives_the_same_pixels_with_one_or_two_threads(thread_runs):
     root, names = thread_runs
     for name in names:

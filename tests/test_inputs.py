@@ -325,17 +325,40 @@ def test_a_pil_image_and_an_array_are_accepted_as_they_are():
     assert np.array_equal(to_rgb_array(smooth_image(10, 12)[:, :, 0]), np.repeat(smooth_image(10, 12)[:, :, :1], 3, 2))
 
 
-# ---------------------------------------------------------------------------- alpha: refused for now
+# ---------------------------------------------------------------------------- alpha: kept losslessly
+def _expected_rgba(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
 @pytest.mark.parametrize("name, suffix, make", ALPHA, ids=[a[0] for a in ALPHA])
-def test_alpha_is_a_clear_error_through_the_api_and_the_cli(tmp_path, name, suffix, make):
-    path = _write(tmp_path, name, suffix, make())
-    with pytest.raises(ImageError, match="alpha channel is not supported yet"):
-        vqz.encode(path, quality=QUALITY)
+def test_alpha_is_kept_exactly_through_the_api_and_the_cli(tmp_path, name, suffix, make):
+    data = make()
+    path = _write(tmp_path, name, suffix, data)
+    expected_alpha = _expected_rgba(data)[:, :, 3]
+    decoded = vqz.decode_array(vqz.encode(path, quality=QUALITY))
+    assert decoded.shape == (*expected_alpha.shape, 4)
+    assert np.array_equal(decoded[:, :, 3], expected_alpha)
     result = _run("encode", path, "-q", QUALITY)
-    assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert str(path) in result.stderr and "alpha channel is not supported yet" in result.stderr
-    assert not path.with_suffix(".vqz").exists()
+    assert result.exit_code == 0, result.output
+    out = tmp_path / f"{name}-decoded.png"
+    assert _run("decode", path.with_suffix(".vqz"), "-o", out).exit_code == 0
+    with Image.open(out) as image:
+        assert image.mode == "RGBA"
+        assert np.array_equal(np.asarray(image)[:, :, 3], expected_alpha)
+
+
+def test_alpha_cannot_be_written_to_ppm_and_leaves_no_file(tmp_path):
+    path = _write(tmp_path, "rgba", ".png", ALPHA[0][2]())
+    assert _run("encode", path, "-q", QUALITY).exit_code == 0
+    result = _run("decode", path.with_suffix(".vqz"), "-o", tmp_path / "out.ppm")
+    assert result.exit_code == 1 and "alpha" in result.stderr
+    assert not (tmp_path / "out.ppm").exists()
+
+
+def test_rgb_only_reader_refuses_alpha_clearly():
+    with pytest.raises(ImageError, match="alpha channel is not supported here"):
+        to_rgb_array(Image.new("RGBA", (4, 4)))
 
 
 def test_unsupported_pixel_formats_are_clear_errors():

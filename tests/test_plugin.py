@@ -124,11 +124,13 @@ def test_a_file_from_an_unknown_model_opens_but_does_not_load(vqz_file):
             image.load()
 
 
-def test_saving_rgba_raises_oserror_and_leaves_no_file(tmp_path):
+def test_rgba_round_trips_through_pillow_with_its_alpha(tmp_path):
     path = tmp_path / "alpha.vqz"
-    with pytest.raises(OSError, match="RGBA"):
-        Image.new("RGBA", (8, 8)).save(path)
-    assert not path.exists()
+    rgba = Image.new("RGBA", (8, 6), (10, 200, 30, 77))
+    rgba.save(path, quality=2)
+    with Image.open(path) as image:
+        assert image.mode == "RGBA"
+        assert np.array_equal(np.asarray(image)[:, :, 3], np.full((6, 8), 77, np.uint8))
 
 
 @pytest.mark.parametrize("quality", [0, 99, 2.5, "high"])

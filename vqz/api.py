@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 from PIL import Image
 
-from vqz.bitstream import unpack
-from vqz.codec.image import DEFAULT_MAX_PIXELS, ImageInput, to_rgb_array
+from vqz.bitstream import unpack, unpack_file
+from vqz.codec.image import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from vqz.errors import FormatError
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ class VqzInfo:
     grid_height: int
     grid_width: int
     payload_bytes: list[int]
+    alpha_bytes: int  # the lossless alpha plane (0: the file has none)
     header_bytes: int
     total_bytes: int
     bpp: float
@@ -127,7 +128,8 @@ def encode(
     """Compress an image to the bytes of a ``.vqz`` file.
 
     ``image``: a path, the bytes of an image file, a PIL image (EXIF orientation is
-    applied; grayscale, palette and CMYK are converted to RGB) or an (H, W, 3) uint8 array.
+    applied; grayscale, palette and CMYK are converted to RGB) or an (H, W, 3) uint8 array;
+    an alpha channel (RGBA/LA images, transparency, an (H, W, 4) array) is kept losslessly.
     Give at most one of ``quality`` (1 .. ``quality_levels()[-1]``; default
     ``DEFAULT_QUALITY``), ``target_bpp`` (the highest quality whose file is at most this
     many bits per pixel, else quality 1) or ``target_psnr`` (the smallest file whose
@@ -138,19 +140,20 @@ def encode(
     if sum(x is not None for x in (quality, target_bpp, target_psnr)) > 1:
         raise ValueError("give at most one of quality, target_bpp and target_psnr")
     weights = _weights(model)
-    rgb = to_rgb_array(image, max_pixels)
+    rgb, alpha = load_image(image, max_pixels)
     if target_bpp is not None or target_psnr is not None:
         from vqz.codec.rate_control import encode_for_target
 
-        return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr).data
+        return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr, alpha=alpha).data
     from vqz.codec.pipeline import encode_array
 
-    data, _ = encode_array(weights, rgb, DEFAULT_QUALITY if quality is None else operator.index(quality))
+    data, _ = encode_array(weights, rgb, DEFAULT_QUALITY if quality is None else operator.index(quality), alpha)
     return data
 
 
 def decode_array(data: VqzInput, stages: int | None = None) -> np.ndarray:
-    """A ``.vqz`` file (bytes or path) -> (H, W, 3) uint8 RGB array.
+    """A ``.vqz`` file (bytes or path) -> (H, W, 3) uint8 RGB array, or (H, W, 4) RGBA when
+    the file carries an alpha plane.
 
     ``stages`` decodes only the first N stages: the image the encoder would have made at
     quality N (a coarser, progressive preview of the same file). The model that wrote the
@@ -158,24 +161,28 @@ def decode_array(data: VqzInput, stages: int | None = None) -> np.ndarray:
     """
     if stages is not None and stages < 1:
         raise ValueError(f"stages must be at least 1, got {stages}")
-    from vqz.codec.pipeline import decode_bytes
+    from vqz.codec.pipeline import decode_image
     from vqz.codec.registry import model_for_file
 
     raw = _read_vqz(data)
     header, _ = unpack(raw)
-    return decode_bytes(model_for_file(header.model_id, header.model_hash), raw, stages)
+    rgb, alpha = decode_image(model_for_file(header.model_id, header.model_hash), raw, stages)
+    return rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
 
 
 def decode(data: VqzInput, stages: int | None = None) -> Image.Image:
-    """A ``.vqz`` file (bytes or path) -> an RGB PIL image; ``stages`` as in :func:`decode_array`."""
-    return Image.fromarray(decode_array(data, stages), "RGB")
+    """A ``.vqz`` file (bytes or path) -> an RGB (or RGBA) PIL image; ``stages`` as in :func:`decode_array`."""
+    pixels = decode_array(data, stages)
+    return Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
 
 
 def read_info(data: VqzInput) -> VqzInfo:
     """Parse and verify a file's header and CRC without decoding the image (needs no model)."""
     raw = _read_vqz(data)
-    header, payloads = unpack(raw)
+    parsed = unpack_file(raw)
+    header, payloads = parsed.header, parsed.payloads
     sizes = [len(p) for p in payloads]
+    alpha_bytes = len(parsed.alpha) if parsed.alpha is not None else 0
     return VqzInfo(
         format_version=header.version,
         model_id=header.model_id,
@@ -187,7 +194,8 @@ def read_info(data: VqzInput) -> VqzInfo:
         grid_height=header.grid_height,
         grid_width=header.grid_width,
         payload_bytes=sizes,
-        header_bytes=len(raw) - sum(sizes),
+        alpha_bytes=alpha_bytes,
+        header_bytes=len(raw) - sum(sizes) - alpha_bytes,
         total_bytes=len(raw),
         bpp=8 * len(raw) / (header.width * header.height),
     )

@@ -29,7 +29,7 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from vqz.bitstream import MAGIC, unpack
+from vqz.bitstream import MAGIC, unpack_file
 from vqz.errors import FormatError, ImageError, VqzError
 
 FORMAT = "VQZ"
@@ -64,11 +64,12 @@ class VqzImageFile(ImageFile.ImageFile):
             raise SyntaxError("not a .vqz file")
         self.fp.seek(0)
         try:
-            header, payloads = unpack(_read_all(self.fp))
+            parsed = unpack_file(_read_all(self.fp))
         except FormatError as exc:
             raise OSError(f"cannot open .vqz file: {exc}") from exc
+        header, payloads = parsed.header, parsed.payloads
         self._size = (header.width, header.height)
-        self._mode = "RGB"
+        self._mode = "RGB" if parsed.alpha is None else "RGBA"
         self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
         tile = ("vqz", (0, 0, *self._size), 0, ())
         self.tile = [_Tile(*tile) if _Tile is not None else tile]
@@ -87,7 +88,7 @@ class VqzDecoder(ImageFile.PyDecoder):
             pixels = decode_array(_read_all(self.fd))
         except VqzError as exc:
             raise OSError(f"cannot decode .vqz file: {exc}") from exc
-        self.set_as_raw(pixels.tobytes(), "RGB")
+        self.set_as_raw(pixels.tobytes(), "RGBA" if pixels.shape[2] == 4 else "RGB")
         return -1, 0
 
 
