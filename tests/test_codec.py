@@ -87,13 +87,6 @@ def test_grayscale_and_palette_images_are_converted():
     assert vqz.decode(vqz.encode(gray.convert("P"), quality=1)).size == (16, 16)
 
 
-def test_alpha_images_are_a_clear_error():
-    from PIL import Image
-
-    with pytest.raises(ImageError, match="alpha"):
-        vqz.encode(Image.new("RGBA", (4, 4)))
-
-
 def test_file_from_another_model_names_the_needed_model(model):
     from vqz.bitstream import pack, unpack
 

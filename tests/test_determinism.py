@@ -98,11 +98,11 @@ def thread_runs(tmp_path_factory, model):
     return root, sorted(images)
 
 
-THREADS_NOTE = ((
-    "the float transforms round differently with 1 and 2 threads (latents differ by ~2e-7, "
-    "pixels before rounding by ~3e-5 levels): measured on kodim07[64:320, 64:320] at q8, one latent cell "
-    "(row 30, col 17) picks another code in all 8 stages (8 of 8192 indices; 7256 vs 7252 bytes); "
-    "on kodim01[100:196, 200:328] 2 of 36864 decoded samples differ by 1 level. Reported to the lead."))
+# Why this holds: the coding path runs its transforms with a fixed thread count
+# (vqz.codec.pipeline.CODING_THREADS). Before that, 1 vs 2 threads rounded the convolutions
+# differently: on kodim07[64:320, 64:320] at q8 one latent cell picked another code in all 8
+# stages (7256 vs 7252 bytes), and on kodim01[100:196, 200:328] 2 of 36864 decoded samples
+# differed by one level.
 
 
 
