@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from vqz.codec.compressai_layers import GDN, ResidualBlock, conv, deconv
 from vqz.codec.config import ModelConfig
 from vqz.codec.quantizer import ResidualVectorQuantizer
-from vqz.codec.tiling import MAX_UNTILED_PIXELS, tiled_analysis, tiled_synthesis
+from vqz.codec.tiling import MAX_UNTILED_PIXELS, tiled_analysis, tiled_synthesis, tiled_synthesis_uint8, to_uint8
 
 
 def _analysis(config: ModelConfig) -> nn.Sequential:
@@ -84,3 +84,12 @@ class VQCodecModel(nn.Module):
         if latent.shape[0] == 1 and latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
             return tiled_synthesis(self.g_s, latent, d)
         return self.g_s(latent).clamp_(0.0, 1.0)
+
+    @torch.no_grad()
+    def decode_indices_uint8(self, indices: Tensor) -> Tensor:
+        """indices: (S', 1, h, w) int64 -> image (h*d, w*d, 3) uint8 (x * 255 rounded), tiled when large."""
+        latent = self.quantizer.dequantize(indices)
+        d = self.config.downsampling
+        if latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
+            return tiled_synthesis_uint8(self.g_s, latent, d)
+        return to_uint8(self.g_s(latent).clamp_(0.0, 1.0))

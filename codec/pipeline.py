@@ -138,10 +138,10 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
     with coding_threads():
-        x_hat = weights.model.decode_indices(torch.from_numpy(indices)[:, None])
+        padded = weights.model.decode_indices_uint8(torch.from_numpy(indices)[:, None])  # (H', W', 3)
     d = weights.model.config.downsampling
-    _, unpad = compute_padding(header.height, header.width, min_div=d)
+    pad, _ = compute_padding(header.height, header.width, min_div=d)
+    left, _, top, _ = pad
+    rgb = padded[top : top + header.height, left : left + header.width].contiguous().numpy()
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
-    x_hat = F.pad(x_hat, unpad)
-    rgb = x_hat[0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     return rgb, alpha

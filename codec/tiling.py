@@ -57,3 +57,23 @@ def tiled_synthesis(g_s: Callable[[Tensor], Tensor], latent: Tensor, d: int,
                 :, :, (y0 - ylo) * d : (y1 - ylo) * d, (x0 - xlo) * d : (x1 - xlo) * d
             ]
     return out
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8: x * 255, rounded half to even, clamped."""
+    return x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+
+
+@torch.no_grad()
+def tiled_synthesis_uint8(g_s: Callable[[Tensor], Tensor], latent: Tensor, d: int,
+                          core: int = CORE_CELLS, margin: int = MARGIN_CELLS) -> Tensor:
+    """Like :func:`tiled_synthesis` but each tile goes straight to (h*d, w*d, 3) uint8, so a
+    large image never exists as a float tensor (1 byte per sample instead of 4)."""
+    _, _, gh, gw = latent.shape
+    out = torch.empty((gh * d, gw * d, 3), dtype=torch.uint8)
+    for y0, y1, ylo, yhi in _spans(gh, core, margin):
+        for x0, x1, xlo, xhi in _spans(gw, core, margin):
+            tile = g_s(latent[:, :, ylo:yhi, xlo:xhi]).clamp_(0.0, 1.0)
+            core_tile = tile[:, :, (y0 - ylo) * d : (y1 - ylo) * d, (x0 - xlo) * d : (x1 - xlo) * d]
+            out[y0 * d : y1 * d, x0 * d : x1 * d] = to_uint8(core_tile)
+    return out
