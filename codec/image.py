@@ -296,14 +296,6 @@ def _pil_from_array(array: np.ndarray, format_name: str) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def write_image(array: np.ndarray, path: Path, format_name: str | None = None) -> None:
-    """Write a (H, W, 3|4) uint8 array to ``path``; the format follows the suffix unless given."""
-    fmt = format_name or WRITE_FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ImageError(f"unsupported output format (use one of {', '.join(sorted(WRITE_FORMATS))})")
-    _pil_from_array(array, fmt).save(path, format=fmt)
-
-
 def encode_image_bytes(array: np.ndarray, format_name: str = "PNG") -> bytes:
     """A (H, W, 3|4) uint8 array as the bytes of an image file of ``format_name``."""
     buffer = io.BytesIO()

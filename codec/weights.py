@@ -9,7 +9,6 @@ architecture (JSON) and free-form training facts. A model's *identity* in a
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +111,3 @@ def load_weights(path: Path) -> LoadedWeights:
         metadata=metadata,
         size_bytes=size,
     )
-
-
-def parse_json_metadata(metadata: dict[str, str], key: str) -> object:
-    try:
-        return json.loads(metadata.get(key, "null"))
-    except ValueError:
-        return None
