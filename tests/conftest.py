@@ -36,3 +36,18 @@ def kodak_dir() -> Path:
     if not KODAK.is_dir():
         pytest.skip("../shared/data/kodak is not available")
     return KODAK
+
+
+@pytest.fixture
+def kodak_crop_folder(tmp_path: Path) -> Path:
+    """A folder holding 64x64 crops (PNG) of kodim05 and kodim23; skips without ../shared."""
+    if not KODAK.is_dir():
+        pytest.skip(f"{KODAK} is not available")
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("kodim05.png", "kodim23.png"):
+        with Image.open(KODAK / name) as im:
+            im.convert("RGB").crop((300, 200, 364, 264)).save(folder / name)
+    return folder

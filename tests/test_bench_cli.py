@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 import typer
-from PIL import Image
 from typer.testing import CliRunner
 from vqz.benchmarks.cli import make_app, register
 from vqz.benchmarks.registry import codec_names
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 runner = CliRunner()
 
 
@@ -25,15 +23,8 @@ def no_real_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def images(tmp_path: Path) -> Path:
-    if not KODAK.is_dir():
-        pytest.skip(f"{KODAK} is not available")
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for name in ("kodim05.png", "kodim23.png"):
-        with Image.open(KODAK / name) as im:
-            im.convert("RGB").crop((300, 200, 364, 264)).save(folder / name)
-    return folder
+def images(kodak_crop_folder: Path) -> Path:
+    return kodak_crop_folder
 
 
 def test_register_adds_bench_and_bench_speed_with_help() -> None:

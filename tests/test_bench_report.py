@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from vqz.benchmarks.aggregate import Curve, Point, bd_entries, bd_markdown, curves_from_rows, load_reference, to_compressai_json
 from vqz.benchmarks.registry import get_codec
 from vqz.benchmarks.report import write_report
@@ -15,21 +14,13 @@ from vqz.benchmarks.runner import Row, run_benchmark
 
 from vqz.errors import VqzError
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "kodak-published"
 
 
 @pytest.fixture
-def crops(tmp_path: Path) -> list[Path]:
+def crops(kodak_crop_folder: Path) -> list[Path]:
     """64x64 crops of two Kodak images."""
-    if not KODAK.is_dir():
-        pytest.skip(f"{KODAK} is not available")
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for name in ("kodim05.png", "kodim23.png"):
-        with Image.open(KODAK / name) as im:
-            im.convert("RGB").crop((300, 200, 364, 264)).save(folder / name)
-    return sorted(folder.iterdir())
+    return sorted(kodak_crop_folder.iterdir())
 
 
 def _row(codec: str, setting: str, image: str, bpp: float, psnr: float, ssim: float = 0.95) -> Row:

@@ -7,27 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from vqz.benchmarks.errors import BenchmarkError
 from vqz.benchmarks.registry import get_codec
 from vqz.benchmarks.runner import COLUMNS, Row, read_rows, run_benchmark
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
 @pytest.fixture
-def crops(tmp_path: Path) -> list[Path]:
+def crops(kodak_crop_folder: Path) -> list[Path]:
     """64x64 crops of two Kodak images, as PNG files in their own folder."""
-    if not KODAK.is_dir():
-        pytest.skip(f"{KODAK} is not available")
-    folder = tmp_path / "images"
-    folder.mkdir()
-    paths = []
-    for name in ("kodim05.png", "kodim23.png"):
-        with Image.open(KODAK / name) as im:
-            im.convert("RGB").crop((300, 200, 364, 264)).save(folder / name)
-        paths.append(folder / name)
-    return paths
+    return sorted(kodak_crop_folder.iterdir())
 
 
 def _csv_header(path: Path) -> list[str]:

@@ -8,7 +8,6 @@ import json
 import os
 import pickle
 import stat
-import warnings
 from pathlib import Path
 
 import numpy as np

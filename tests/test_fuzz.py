@@ -20,15 +20,6 @@ RANDOM_CASES = 6_000  # as mutated: most stop at the CRC, cheaply
 CRC_FIXED_CASES = 6_000  # CRC recomputed: they reach the field checks, the model lookup and the entropy decoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny images decode fastest on one thread; on a busy machine two threads can be 100x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -33,15 +33,6 @@ from conftest import smooth_image
 QUALITY = 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small images code fastest on one thread (and far faster when the machine is busy)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------- file builders
