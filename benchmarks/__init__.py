@@ -7,6 +7,8 @@ Modules, one job each:
 * :mod:`~vqz.benchmarks.codecs_pillow` - JPEG, WebP, AVIF, JPEG 2000, JPEG XL through Pillow;
 * :mod:`~vqz.benchmarks.codecs_learned` - vqz (through :mod:`vqz.api`) and CompressAI's
   untrained hyperprior (speed only);
+* :mod:`~vqz.benchmarks.codecs_baseline` - CompressAI's bmshj2018 factorized/hyperprior trained by
+  ``vqz train`` with vqz's training budget (weights in ``benchmarks/baselines/``);
 * :mod:`~vqz.benchmarks.registry` - codec names -> adapters;
 * :mod:`~vqz.benchmarks.datasets` - ``kodak`` (downloaded, SHA-256 verified) or a folder;
 * :mod:`~vqz.benchmarks.runner` - codecs x settings x images -> resumable per-row CSV;

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from vqz.errors import FormatError
 
 MAGIC = b"\x89VQZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_MODEL_ID = 64
 MAX_SIDE = 1 << 20
 MAX_PIXELS = 1 << 31

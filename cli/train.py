@@ -1,41 +1,73 @@
-"""``vqz train`` and ``vqz export-model``: the project's own training entry points."""
+"""``vqz train`` and ``vqz export-model``: the project's own training entry points.
+
+Both serve the vqz model and, for configs with a ``family`` key, the same-budget CompressAI
+baselines (:mod:`vqz.codec.train_baseline`).
+"""
 
 from __future__ import annotations
 
 import json
 import time
+import tomllib
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from vqz.cli.report import error
+from vqz.cli.report import error, warning
 from vqz.errors import VqzError
 
 
 def train(
-    config: Annotated[Path, typer.Argument(help="TOML training configuration (see configs/default.toml).", show_default=False)],
+    config: Annotated[Path, typer.Argument(help="TOML training configuration (see configs/default.toml; configs/baseline-*.toml train CompressAI baselines).", show_default=False)],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Override the number of steps.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Override the run folder.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Override the training image folder.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Override the peak learning rate (e.g. lower it to continue a finished run).")] = None,
+    lmbda: Annotated[Optional[float], typer.Option("--lmbda", help="Baseline configs only: override the rate-distortion trade-off.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a model (CPU by default, CUDA when present); checkpoints and log.csv go to the run folder.
 
+    A config with a `family` key (bmshj2018-factorized, bmshj2018-hyperprior) trains that CompressAI baseline instead (configs/baseline-*.toml).
+
     Example: vqz train configs/default.toml --resume
     """
-    from vqz.codec.train import TrainConfig
-    from vqz.codec.train import train as run_training
-
-    overrides = {k: v for k, v in {"steps": steps, "out": out, "data": data}.items() if v is not None}
+    overrides = {k: v for k, v in {"steps": steps, "out": out, "data": data, "lr": lr}.items() if v is not None}
     try:
-        cfg = TrainConfig.from_toml(config, overrides)
-        checkpoint = run_training(cfg, resume=resume, progress=not quiet)
+        family = _family(config)
+        if family is not None:
+            from vqz.codec.train_baseline import BaselineTrainConfig, train_baseline
+
+            if lmbda is not None:
+                overrides["lmbda"] = lmbda
+            baseline = BaselineTrainConfig.from_toml(config, overrides)
+            checkpoint = train_baseline(baseline, resume=resume, progress=not quiet)
+        else:
+            if lmbda is not None:
+                raise typer.BadParameter("applies only to baseline configs (with a `family` key)", param_hint="--lmbda")
+            from vqz.codec.train import TrainConfig
+            from vqz.codec.train import train as run_training
+
+            cfg = TrainConfig.from_toml(config, overrides)
+            checkpoint = run_training(cfg, resume=resume, progress=not quiet)
     except (VqzError, OSError) as exc:
         error(config, str(exc))
         raise typer.Exit(1)
     typer.echo(f"checkpoint: {checkpoint}")
+
+
+def _family(config: Path) -> str | None:
+    """The TOML's `family` key (a baseline config), or None (the vqz model)."""
+    try:
+        settings = tomllib.loads(config.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise VqzError(f"not a valid TOML file: {exc}") from exc
+    family = settings.get("family")
+    if family is not None and not isinstance(family, str):
+        raise VqzError(f"`family` must be a string, got {family!r}")
+    return family
 
 
 def export_model(
@@ -45,14 +77,25 @@ def export_model(
 ) -> None:
     """Freeze the entropy tables (index counts over the training split) into shippable weights.
 
+    A baseline run (config with `family`) gets CompressAI's CDF tables built and is written where the benchmark reads it: -o benchmarks/baselines/<family>-<lmbda>.safetensors.
+
     Example: vqz export-model runs/default -o codec/weights/vqz-rvq8-f8.safetensors
     """
-    from vqz.codec.finalize import finalize
-
     try:
         settings = json.loads((run / "train_config.json").read_text())
         started = time.time()
-        finalize(run / "checkpoint.safetensors", output, Path(settings["data"]), settings["validation_fraction"], limit=limit)
+        if "family" in settings:
+            if limit is not None:
+                raise typer.BadParameter("does not apply to baseline runs", param_hint="--limit")
+            from vqz.codec.train_baseline import export_baseline
+
+            info = export_baseline(run, output)
+            if info.steps < info.config_steps:
+                warning(run, f"the run stopped at step {info.steps} of {info.config_steps}: exported anyway")
+        else:
+            from vqz.codec.finalize import finalize
+
+            finalize(run / "checkpoint.safetensors", output, Path(settings["data"]), settings["validation_fraction"], limit=limit)
     except (VqzError, OSError, KeyError, ValueError) as exc:
         error(run, str(exc))
         raise typer.Exit(1)

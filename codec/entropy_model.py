@@ -9,13 +9,17 @@ a 2x2 subsampling of the grid, each pass conditioned on an already-decoded neigh
     D = plane[1::2, 1::2]   conditioned on its upper neighbour (in B)  -> table ``up``
 
 Every pass is one vectorised constriction call (no raster loop). Stages 1.. are coded
-i.i.d. under their own marginal tables (their indices are nearly independent of their
-neighbours and of the previous stage, measured on held-out data).
+under one of a few tables per stage, selected per cell by a context computed in integers
+from the stages already decoded (:mod:`vqz.codec.stage_context`): the cells are grouped by
+context and each group is one constriction call. A model without those tables codes
+stages 1.. under their marginal tables.
 
 Tables (all positive integers, stored in the weights file):
 
 * ``marginal``: (S, K) int64;
-* ``left``, ``up``: (K, K) int32, row ``i`` = frequencies of the index given neighbour ``i``.
+* ``left``, ``up``: (K, K) int32, row ``i`` = frequencies of the index given neighbour ``i``;
+* ``stages`` (optional): :class:`~vqz.codec.stage_context.StageContexts`, the per-stage
+  context tables of stages 1.. and the integer data their contexts are computed from.
 
 Both sides turn a row of integers into float64 probabilities by one exact division, so
 the models are bit-identical on every machine (see docs/FORMAT.md).
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
+from vqz.codec.stage_context import NUM_CONTEXTS, StageContexts
 from vqz.errors import FormatError
 
 _WORD = np.dtype("<u4")
@@ -62,6 +67,7 @@ class EntropyModel:
     marginal: np.ndarray  # (S, K) int64
     left: np.ndarray | None = None  # (K, K) int32
     up: np.ndarray | None = None  # (K, K) int32
+    stages: StageContexts | None = None
 
     def __post_init__(self) -> None:
         if self.marginal.ndim != 2 or (self.marginal <= 0).any():
@@ -71,6 +77,8 @@ class EntropyModel:
             table = getattr(self, name)
             if table is not None and (table.shape != (k, k) or (table <= 0).any()):
                 raise ValueError(f"`{name}` must be a positive ({k}, {k}) array")
+        if self.stages is not None and self.stages.tables.shape[::2] != self.marginal.shape:
+            raise ValueError(f"stage context tables must be ({self.marginal.shape[0]}, C, {k})")
 
     @functools.cached_property
     def _probabilities(self) -> dict[str, np.ndarray]:
@@ -81,9 +89,38 @@ class EntropyModel:
                 out[name] = _normalise(getattr(self, name))
         return out
 
+    @functools.cached_property
+    def _stage_probabilities(self) -> np.ndarray:
+        """(S, C, K) float64 rows of the stage context tables (same exact division as the coder)."""
+        assert self.stages is not None
+        return _normalise(self.stages.tables)
+
+    @functools.cached_property
+    def _stage_models(self) -> list[list]:
+        """[stage][context] constriction models of stages 1.. (row 0 unused), built once."""
+        assert self.stages is not None
+        rows = self._stage_probabilities
+        return [[constriction.stream.model.Categorical(rows[s, c], perfect=False) for c in range(NUM_CONTEXTS)]
+                if s else [] for s in range(rows.shape[0])]
+
     @property
     def spatial(self) -> bool:
         return self.left is not None and self.up is not None
+
+    def _uses_contexts(self, stage: int, prefix: np.ndarray | None) -> bool:
+        if stage == 0 or self.stages is None:
+            return False
+        if prefix is None or prefix.shape[0] != stage:
+            raise ValueError(f"stage {stage} is coded given the {stage} planes before it (`prefix`)")
+        return True
+
+    def _context_groups(self, prefix: np.ndarray, stage: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cells grouped by context: (raster positions sorted by context (stable), start of each group + end)."""
+        assert self.stages is not None
+        contexts = self.stages.contexts(prefix, stage).ravel()
+        order = np.argsort(contexts, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(contexts, minlength=NUM_CONTEXTS))])
+        return order, bounds
 
     # -------------------------------------------------------------- per-pass models
     def _passes(self, plane: np.ndarray, stage: int) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
@@ -99,9 +136,21 @@ class EntropyModel:
         return constriction.stream.model.Categorical(self._probabilities["marginal"][stage], perfect=False)
 
     # -------------------------------------------------------------- coding
-    def encode_plane(self, plane: np.ndarray, stage: int) -> bytes:
-        """(gh, gw) int indices of one stage -> payload bytes."""
+    def encode_plane(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None) -> bytes:
+        """(gh, gw) int indices of one stage -> payload bytes.
+
+        ``prefix``: (stage, gh, gw) indices of the stages before it; needed for ``stage >= 1``
+        when the model has stage context tables.
+        """
         coder = constriction.stream.stack.AnsCoder()
+        if self._uses_contexts(stage, prefix):
+            order, bounds = self._context_groups(prefix, stage)
+            symbols = np.ascontiguousarray(plane.ravel()[order], dtype=np.int32)
+            models = self._stage_models[stage]
+            for context in reversed(range(NUM_CONTEXTS)):  # reversed: the decoder reads groups forwards
+                if bounds[context + 1] > bounds[context]:
+                    coder.encode_reverse(symbols[bounds[context] : bounds[context + 1]], models[context])
+            return coder.get_compressed().astype(_WORD).tobytes()
         family = constriction.stream.model.Categorical(perfect=False)
         for symbols, table, contexts in reversed(self._passes(plane, stage)):
             symbols = np.ascontiguousarray(symbols, dtype=np.int32)
@@ -116,17 +165,28 @@ class EntropyModel:
                 coder.encode_reverse(symbols[part], family, table[contexts[part]])
         return coder.get_compressed().astype(_WORD).tobytes()
 
-    def decode_plane(self, data: bytes, stage: int, height: int, width: int) -> np.ndarray:
-        """Payload bytes -> (height, width) int64 indices of stage ``stage``."""
+    def decode_plane(self, data: bytes, stage: int, height: int, width: int,
+                     prefix: np.ndarray | None = None) -> np.ndarray:
+        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix`` as in encode_plane)."""
         if len(data) % _WORD.itemsize:
             raise FormatError("payload length is not a multiple of 4 bytes")
         words = np.frombuffer(data, dtype=_WORD).astype(np.uint32)
         if words.size and words[-1] == 0:
             raise FormatError("payload is not a valid ANS stream")
         plane = np.zeros((height, width), dtype=np.int64)
+        contextual = self._uses_contexts(stage, prefix)
         try:
             coder = constriction.stream.stack.AnsCoder(words)
-            if stage > 0 or not self.spatial:
+            if contextual:
+                order, bounds = self._context_groups(prefix, stage)
+                models = self._stage_models[stage]
+                values = np.zeros(height * width, dtype=np.int64)
+                for context in range(NUM_CONTEXTS):
+                    if bounds[context + 1] > bounds[context]:
+                        values[bounds[context] : bounds[context + 1]] = coder.decode(
+                            models[context], int(bounds[context + 1] - bounds[context]))
+                plane.ravel()[order] = values
+            elif stage > 0 or not self.spatial:
                 plane[:] = np.asarray(coder.decode(self._marginal_model(stage), height * width)).reshape(height, width)
             else:
                 family = constriction.stream.model.Categorical(perfect=False)
@@ -154,8 +214,12 @@ class EntropyModel:
             raise FormatError("payload has data left over after the last symbol")
         return plane
 
-    def estimate_bits(self, plane: np.ndarray, stage: int) -> float:
+    def estimate_bits(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None) -> float:
         """The model's own code length for a plane: sum of -log2 p(index)."""
+        if self._uses_contexts(stage, prefix):
+            assert self.stages is not None
+            rows = self._stage_probabilities[stage]
+            return float(-np.log2(rows[self.stages.contexts(prefix, stage).ravel(), plane.ravel()]).sum())
         total = 0.0
         for symbols, table, contexts in self._passes(plane, stage):
             if table is None:

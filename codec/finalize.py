@@ -1,8 +1,8 @@
 """Turn a training checkpoint into shippable weights with frozen entropy tables.
 
-The tables are index statistics over the *training* split (never Kodak); the one free
-parameter, the back-off strength of the stage-0 neighbour tables, is chosen on the
-held-out *validation* split of the training folder.
+The tables are index statistics over the *training* split (never Kodak); the free
+parameters, the back-off strengths of the stage-0 neighbour tables and of the stage
+context tables, are chosen on the held-out *validation* split of the training folder.
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ from vqz.codec.data import is_validation, list_images, load_rgb
 from vqz.codec.entropy_model import EntropyModel, conditional_from_counts, marginal_from_counts, neighbour_pairs
 from vqz.codec.model import VQCodecModel
 from vqz.codec.pipeline import pad_image
+from vqz.codec.stage_context import (
+    NUM_CONTEXTS,
+    StageContexts,
+    activity_edges_from,
+    integer_codebooks,
+    prefix_activity,
+    previous_bins_from,
+)
 from vqz.codec.weights import save_weights
 
-BACKOFF_STRENGTHS = (2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+BACKOFF_STRENGTHS = (2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1280.0)
 
 
 def load_checkpoint_model(checkpoint: Path) -> tuple[VQCodecModel, dict[str, str]]:
@@ -41,7 +49,7 @@ class IndexStatistics:
     marginal: np.ndarray  # (S, K) counts
     left: np.ndarray  # (K, K) stage-0 pair counts
     up: np.ndarray  # (K, K)
-    planes: list[np.ndarray]  # stage-0 planes, kept for held-out evaluation
+    planes: list[np.ndarray]  # (S, h, w) int16 index planes of every image
     positions: int
 
 
@@ -59,21 +67,66 @@ def collect(model: VQCodecModel, paths: list[Path]) -> IndexStatistics:
         left, up = neighbour_pairs(indices[0], k)
         stats.left += left
         stats.up += up
-        stats.planes.append(indices[0])
+        stats.planes.append(indices.astype(np.int16))
         stats.positions += indices[0].size
     return stats
 
 
-def build_entropy_model(train: IndexStatistics, validation: IndexStatistics | None) -> tuple[EntropyModel, dict[str, float]]:
-    """Tables from training statistics; back-off strength picked on validation bits."""
+def _stage_samples(contexts: StageContexts, planes: list[np.ndarray], stage: int) -> tuple[np.ndarray, np.ndarray]:
+    """(contexts, symbols) of every cell of stage ``stage`` over ``planes``, both (P,) int64."""
+    ctx = [contexts.contexts(p[:stage].astype(np.int64), stage).ravel() for p in planes]
+    return np.concatenate(ctx), np.concatenate([p[stage].ravel().astype(np.int64) for p in planes])
+
+
+def build_stage_contexts(model: VQCodecModel, train: IndexStatistics, validation: IndexStatistics | None,
+                         report: dict[str, float]) -> StageContexts | None:
+    """Context tables of stages 1..S-1: thresholds and counts on the training split, back-off on validation."""
+    s, k = train.marginal.shape
+    if s < 2:
+        return None
+    codebooks = model.quantizer.codebooks.detach().cpu().numpy()
+    int_codebooks = integer_codebooks(codebooks)
+    activities = [np.zeros(0, np.int64)] + [
+        np.concatenate([prefix_activity(int_codebooks, p[:stage].astype(np.int64)).ravel() for p in train.planes])
+        for stage in range(1, s)]
+    edges = activity_edges_from(activities)
+    previous = previous_bins_from(codebooks, train.marginal)
+    tables = np.ones((s, NUM_CONTEXTS, k), dtype=np.int32)
+    draft = StageContexts(int_codebooks, edges, previous, tables.copy())
+    held_out = (validation or train).planes
+    for stage in range(1, s):
+        contexts, symbols = _stage_samples(draft, train.planes, stage)
+        counts = np.zeros((NUM_CONTEXTS, k), np.int64)
+        np.add.at(counts, (contexts, symbols), 1)
+        val_contexts, val_symbols = _stage_samples(draft, held_out, stage)
+        best: tuple[float, float, np.ndarray] | None = None
+        for strength in BACKOFF_STRENGTHS:
+            rows = conditional_from_counts(counts, train.marginal[stage], strength)
+            p = rows.astype(np.float64) / rows.sum(1, keepdims=True)
+            bits = float(-np.log2(p[val_contexts, val_symbols]).mean())
+            if best is None or bits < best[0]:
+                best = (bits, strength, rows)
+        assert best is not None
+        tables[stage] = best[2]
+        marginal = marginal_from_counts(train.marginal[stage])
+        report[f"stage{stage}_bits_per_index_marginal"] = float(
+            -np.log2(marginal[val_symbols] / marginal.sum()).mean())
+        report[f"stage{stage}_bits_per_index_context"] = best[0]
+        report[f"stage{stage}_chosen_strength"] = best[1]
+    return StageContexts(int_codebooks, edges, previous, tables)
+
+
+def build_entropy_model(model: VQCodecModel, train: IndexStatistics,
+                        validation: IndexStatistics | None) -> tuple[EntropyModel, dict[str, float]]:
+    """Tables from training statistics; back-off strengths picked on validation bits."""
     marginal = marginal_from_counts(train.marginal)
     best: tuple[float, float, EntropyModel] | None = None
     report: dict[str, float] = {}
+    stage0 = [p[0].astype(np.int64) for p in (validation or train).planes]
     for strength in BACKOFF_STRENGTHS:
         candidate = EntropyModel(marginal, conditional_from_counts(train.left, train.marginal[0], strength),
                                  conditional_from_counts(train.up, train.marginal[0], strength))
-        planes = (validation or train).planes
-        bits = sum(candidate.estimate_bits(p, 0) for p in planes) / sum(p.size for p in planes)
+        bits = sum(candidate.estimate_bits(p, 0) for p in stage0) / sum(p.size for p in stage0)
         report[f"stage0_bits_per_index_strength_{strength:g}"] = bits
         if best is None or bits < best[0]:
             best = (bits, strength, candidate)
@@ -81,8 +134,10 @@ def build_entropy_model(train: IndexStatistics, validation: IndexStatistics | No
     report["chosen_strength"] = best[1]
     if validation is not None:
         plain = EntropyModel(marginal)
-        report["stage0_bits_per_index_marginal"] = sum(plain.estimate_bits(p, 0) for p in validation.planes) / validation.positions
-    return best[2], report
+        report["stage0_bits_per_index_marginal"] = sum(plain.estimate_bits(p, 0) for p in stage0) / validation.positions
+    stages = build_stage_contexts(model, train, validation, report)
+    chosen = best[2]
+    return EntropyModel(chosen.marginal, chosen.left, chosen.up, stages), report
 
 
 def finalize(checkpoint: Path, output: Path, data: Path, validation_fraction: float = 0.05,
@@ -94,7 +149,7 @@ def finalize(checkpoint: Path, output: Path, data: Path, validation_fraction: fl
     validation_paths = [p for p in paths if is_validation(p.name, validation_fraction)]
     train = collect(model, train_paths)
     validation = collect(model, validation_paths) if validation_paths else None
-    entropy, report = build_entropy_model(train, validation)
+    entropy, report = build_entropy_model(model, train, validation)
     facts = {"checkpoint_step": int(metadata.get("step", 0)), "table_images": len(train_paths), **(facts or {})}
     extra = {"training": json.dumps(facts, sort_keys=True), "entropy_report": json.dumps(report, sort_keys=True)}
     save_weights(output, model, metadata["model_id"], entropy, extra)

@@ -6,7 +6,8 @@ Invariants shared by encoder and decoder:
   of the model's downsampling ``d``; the latent grid is ``ceil(H/d) x ceil(W/d)``;
 * quality ``q`` codes the first ``q`` residual-VQ stages, one payload per stage, in stage
   order; payload ``s`` codes the ``grid_h * grid_w`` indices of stage ``s`` under the frozen
-  integer tables of :mod:`vqz.codec.entropy_model`; the quantizer is greedy, so the file
+  integer tables of :mod:`vqz.codec.entropy_model`, selected by the indices of stages
+  ``0..s-1`` only; the quantizer is greedy, so the file
   at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality;
 * the decoder rebuilds the latent from indices alone, so the decoded indices are
   bit-exact on every machine whatever its floating-point behaviour.
@@ -95,8 +96,8 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     x, _ = pad_image(rgb, weights.model.config.downsampling)
     with coding_threads():
         indices = weights.model.encode_indices(x, quality)[:, 0].numpy()  # (q, gh, gw)
-    payloads = [weights.entropy.encode_plane(indices[s], s) for s in range(quality)]
-    estimated = [weights.entropy.estimate_bits(indices[s], s) for s in range(quality)]
+    payloads = [weights.entropy.encode_plane(indices[s], s, indices[:s]) for s in range(quality)]
+    estimated = [weights.entropy.estimate_bits(indices[s], s, indices[:s]) for s in range(quality)]
     grid_h, grid_w = indices.shape[1:]
     header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
     fixed = [indices[0].size * math.log2(weights.model.config.codebook_size)] * quality
@@ -114,8 +115,10 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
     if not payloads:
         raise FormatError("file has no payload")
     use = len(payloads) if stages is None else max(1, min(stages, len(payloads)))
-    planes = [weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width) for s in range(use)]
-    return np.stack(planes)
+    planes = np.zeros((use, header.grid_height, header.grid_width), dtype=np.int64)
+    for s in range(use):  # stage s is coded given stages 0..s-1
+        planes[s] = weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width, planes[:s])
+    return planes
 
 
 def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None,

@@ -1,7 +1,9 @@
 """Saving and loading model weights as safetensors (never pickle).
 
 A weights file holds the network's tensors, the frozen entropy tables
-(``entropy.marginal``, ``entropy.left``, ``entropy.up``: see entropy_model.py), and metadata: the model id, the
+(``entropy.marginal``, ``entropy.left``, ``entropy.up``: see entropy_model.py; the stage
+context tables ``entropy.context_codebooks``, ``entropy.activity_edges``,
+``entropy.previous_bins``, ``entropy.stage_tables``: see stage_context.py), and metadata: the model id, the
 architecture (JSON) and free-form training facts. A model's *identity* in a
 ``.vqz`` file is its id plus the first 8 bytes of the SHA-256 of the weights file.
 """
@@ -20,9 +22,13 @@ from safetensors.torch import load_file, save_file
 from vqz.codec.config import ModelConfig
 from vqz.codec.entropy_model import EntropyModel
 from vqz.codec.model import VQCodecModel
+from vqz.codec.stage_context import StageContexts
 from vqz.errors import ModelError
 
 ENTROPY_KEYS = ("marginal", "left", "up")  # stored as "entropy.<name>"
+#: StageContexts field -> stored name ("entropy.<name>"); all four or none
+STAGE_CONTEXT_KEYS = {"context_codebooks": "context_codebooks", "activity_edges": "activity_edges",
+                      "previous_bins": "previous_bins", "tables": "stage_tables"}
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 
 
@@ -50,6 +56,9 @@ def save_weights(
             table = getattr(entropy, name)
             if table is not None:
                 tensors[f"entropy.{name}"] = torch.from_numpy(np.ascontiguousarray(table))
+        if entropy.stages is not None:
+            for field, stored in STAGE_CONTEXT_KEYS.items():
+                tensors[f"entropy.{stored}"] = torch.from_numpy(np.ascontiguousarray(getattr(entropy.stages, field)))
     metadata = dict(extra_metadata or {})
     metadata.update({"model_id": model_id, "config": model.config.to_json(), "format": "vqz-weights-1"})
     path = Path(path)
@@ -90,6 +99,7 @@ def load_weights(path: Path) -> LoadedWeights:
     config = ModelConfig.from_json(metadata["config"])
     model = VQCodecModel(config)
     tables = {name: tensors.pop(f"entropy.{name}", None) for name in ENTROPY_KEYS}
+    stage_tables = {field: tensors.pop(f"entropy.{stored}", None) for field, stored in STAGE_CONTEXT_KEYS.items()}
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
@@ -99,8 +109,14 @@ def load_weights(path: Path) -> LoadedWeights:
     if tables["marginal"] is not None:
         if tuple(tables["marginal"].shape) != (config.num_stages, config.codebook_size):
             raise ModelError(f"entropy tables in {path} do not match the model's stages and codebook size")
+        present = [v is not None for v in stage_tables.values()]
+        if any(present) and not all(present):
+            raise ModelError(f"weights file {path} has only some of the stage context tables")
         try:
-            entropy = EntropyModel(**{k: None if v is None else v.numpy() for k, v in tables.items()})
+            stages = StageContexts(**{k: v.numpy() for k, v in stage_tables.items()}) if all(present) else None
+            if stages is not None and stages.context_codebooks.shape != (config.num_stages, config.codebook_size, config.latent_dim):
+                raise ValueError("stage context codebooks do not match the model")
+            entropy = EntropyModel(**{k: None if v is None else v.numpy() for k, v in tables.items()}, stages=stages)
         except ValueError as exc:
             raise ModelError(f"invalid entropy tables in {path}: {exc}") from None
     return LoadedWeights(

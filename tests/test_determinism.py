@@ -235,7 +235,7 @@ def test_cuda_and_cpu_agree_on_indices_and_pixels(model):
 
         planes = cuda_indices[:, 0].numpy()
         header = Header(model.model_id, model.weights_hash, rgb.shape[1], rgb.shape[0], QUALITY, *planes.shape[1:])
-        cuda_file = pack(header, [model.entropy.encode_plane(planes[s], s) for s in range(QUALITY)])
+        cuda_file = pack(header, [model.entropy.encode_plane(planes[s], s, planes[:s]) for s in range(QUALITY)])
         assert np.array_equal(_index_planes(model, cuda_file), planes)
         assert vqz.decode_array(cuda_file).shape == rgb.shape
     print(json.dumps(report, indent=1))

@@ -6,6 +6,14 @@ import numpy as np
 import pytest
 
 from vqz.codec.entropy_model import EntropyModel, conditional_from_counts, marginal_from_counts, neighbour_pairs
+from vqz.codec.stage_context import (
+    NUM_CONTEXTS,
+    StageContexts,
+    activity_edges_from,
+    integer_codebooks,
+    prefix_activity,
+    previous_bins_from,
+)
 from vqz.errors import FormatError
 
 K = 64
@@ -74,3 +82,73 @@ def test_invalid_tables_are_refused():
         EntropyModel(np.zeros((2, 4), np.int64))
     with pytest.raises(ValueError):
         EntropyModel(np.ones((2, 4), np.int64), np.ones((3, 3), np.int32), np.ones((4, 4), np.int32))
+
+
+# ------------------------------------------------------------------ stage contexts (stages >= 1)
+def _staged_model(seed: int = 4, stages: int = 3, k: int = 16, m: int = 4):
+    """A model with stage context tables fitted to random index planes, and those planes."""
+    rng = np.random.default_rng(seed)
+    codebooks = rng.normal(size=(stages, k, m)) * np.array([1.0, 0.3, 0.1])[:stages, None, None]
+    planes = rng.integers(0, k, (stages, 20, 24))
+    marginal_counts = np.stack([np.bincount(p.ravel(), minlength=k) for p in planes])
+    int_codebooks = integer_codebooks(codebooks)
+    activities = [np.zeros(0, np.int64)] + [prefix_activity(int_codebooks, planes[:s]).ravel() for s in range(1, stages)]
+    draft = StageContexts(int_codebooks, activity_edges_from(activities), previous_bins_from(codebooks, marginal_counts),
+                          np.ones((stages, NUM_CONTEXTS, k), np.int32))
+    tables = np.ones((stages, NUM_CONTEXTS, k), np.int32)
+    for s in range(1, stages):
+        counts = np.zeros((NUM_CONTEXTS, k), np.int64)
+        np.add.at(counts, (draft.contexts(planes[:s], s).ravel(), planes[s].ravel()), 1)
+        tables[s] = conditional_from_counts(counts, marginal_counts[s], 4.0)
+    stage_contexts = StageContexts(draft.context_codebooks, draft.activity_edges, draft.previous_bins, tables)
+    return EntropyModel(marginal_from_counts(marginal_counts), stages=stage_contexts), planes
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (2, 2), (20, 24)])
+def test_stage_context_round_trip_is_exact(shape):
+    model, planes = _staged_model()
+    part = np.ascontiguousarray(planes[:, : shape[0], : shape[1]])
+    for s in range(1, part.shape[0]):
+        data = model.encode_plane(part[s], s, part[:s])
+        assert np.array_equal(model.decode_plane(data, s, *shape, part[:s]), part[s])
+
+
+def test_stage_context_bits_match_the_estimate_and_beat_the_marginal():
+    model, planes = _staged_model()
+    plain = EntropyModel(model.marginal)
+    for s in (1, 2):
+        written = 8 * len(model.encode_plane(planes[s], s, planes[:s]))
+        estimate = model.estimate_bits(planes[s], s, planes[:s])
+        assert estimate <= written <= 1.01 * estimate + 64
+        # tables fitted to these very planes must beat the marginal on them
+        assert estimate < plain.estimate_bits(planes[s], s)
+
+
+def test_contexts_are_integer_functions_of_the_prefix_only():
+    model, planes = _staged_model()
+    assert model.stages is not None
+    contexts = model.stages.contexts(planes[:2], 2)
+    assert contexts.dtype == np.int64 and contexts.min() >= 0 and contexts.max() < NUM_CONTEXTS
+    assert len(np.unique(contexts)) > 1
+    changed = planes.copy()
+    changed[2] = (changed[2] + 1) % 16  # the plane being coded does not move its own contexts
+    assert np.array_equal(model.stages.contexts(changed[:2], 2), contexts)
+    changed[1, 5, 5] = (changed[1, 5, 5] + 3) % 16  # a prefix index does, around that cell only
+    moved = np.argwhere(model.stages.contexts(changed[:2], 2) != contexts)
+    assert len(moved) and (np.abs(moved - [5, 5]).sum(1) <= 1).all()
+
+
+def test_activity_is_the_sum_of_squared_neighbour_distances():
+    codebooks = np.zeros((2, 3, 2), np.int32)
+    codebooks[0] = [[0, 0], [3, 4], [1, 0]]
+    prefix = np.array([[[0, 1, 2]]])  # one row of three cells
+    activity = prefix_activity(codebooks, prefix)
+    assert activity.tolist() == [[25, 25 + 20, 20]]  # |(3,4)|^2 = 25, |(3,4)-(1,0)|^2 = 20
+
+
+def test_stage_coding_without_its_prefix_is_refused():
+    model, planes = _staged_model()
+    with pytest.raises(ValueError, match="prefix"):
+        model.encode_plane(planes[1], 1)
+    with pytest.raises(ValueError, match="prefix"):
+        model.decode_plane(b"", 2, 20, 24, planes[:1])

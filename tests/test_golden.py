@@ -27,4 +27,4 @@ def test_encoder_reproduces_the_golden_bytes():
 
 def test_golden_header_says_what_it_is():
     info = vqz.read_info((DATA / "golden_q3.vqz").read_bytes())
-    assert (info.width, info.height, info.quality, info.format_version) == (48, 40, 3, 1)
+    assert (info.width, info.height, info.quality, info.format_version) == (48, 40, 3, 2)

@@ -1,0 +1,125 @@
+"""Contexts for coding residual-VQ stages ``s >= 1`` from the stages already decoded.
+
+The index of stage ``s`` at a latent cell depends on how large the residual entering
+stage ``s`` is there: in flat regions it is small and short code vectors win, in textured
+regions long ones do. Both sides know every stage ``t < s`` before stage ``s``, so the
+coder selects, per cell, one of ``C = ACTIVITY_BINS * PREVIOUS_BINS`` probability tables:
+
+    context(p) = activity_bin(p) * PREVIOUS_BINS + previous_bins[s, i_{s-1}(p)]
+
+* ``activity(p) = sum over the 4 neighbours q of ||L(p) - L(q)||^2``, where
+  ``L = sum_{t < s} codebooks[t, i_t]`` is the latent decoded so far, built from the
+  **integer** context codebooks (``round(code vector * 2**CONTEXT_SCALE_LOG2)``, frozen in
+  the weights); a neighbour outside the grid replicates the edge (contributes 0).
+  ``activity_bin`` = number of thresholds in ``activity_edges[s]`` (ascending int64) that are
+  strictly below ``activity(p)``.
+* ``previous_bins[s, j]`` in ``[0, PREVIOUS_BINS)``: a frozen bin of the stage ``s-1`` code
+  ``j`` (by its length), so long previous codes, which leave large residuals, select
+  different tables than short ones.
+
+Everything is integer arithmetic on frozen integer tables, so encoder and decoder derive
+identical contexts on every machine. Row ``0`` of each per-stage array is unused.
+
+Shapes: ``context_codebooks`` (S, K, M) int32; ``activity_edges`` (S, ACTIVITY_BINS - 1)
+int64; ``previous_bins`` (S, K) int32; ``tables`` (S, C, K) int32, positive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ACTIVITY_BINS = 8
+PREVIOUS_BINS = 4
+NUM_CONTEXTS = ACTIVITY_BINS * PREVIOUS_BINS
+CONTEXT_SCALE_LOG2 = 10
+
+
+def integer_codebooks(codebooks: np.ndarray) -> np.ndarray:
+    """(S, K, M) float code vectors -> (S, K, M) int32, ``round(x * 2**CONTEXT_SCALE_LOG2)``."""
+    return np.round(np.asarray(codebooks, dtype=np.float64) * (1 << CONTEXT_SCALE_LOG2)).astype(np.int32)
+
+
+def prefix_activity(context_codebooks: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+    """Local variation of the latent decoded from ``prefix``.
+
+    Args:
+        context_codebooks: (S, K, M) int32.
+        prefix: (s, H, W) int indices of stages ``0..s-1`` (``s >= 1``).
+
+    Returns:
+        (H, W) int64: sum over the 4 neighbours of the squared distance between latents.
+    """
+    latent = np.zeros(prefix.shape[1:] + (context_codebooks.shape[2],), dtype=np.int64)
+    for stage, plane in enumerate(prefix):
+        latent += context_codebooks[stage][plane]
+    activity = np.zeros(prefix.shape[1:], dtype=np.int64)
+    for axis in (0, 1):
+        diff = np.diff(latent, axis=axis)
+        energy = np.einsum("...m,...m->...", diff, diff)  # exact: int64
+        lower = [slice(None), slice(None)]
+        upper = [slice(None), slice(None)]
+        lower[axis], upper[axis] = slice(1, None), slice(None, -1)
+        activity[tuple(lower)] += energy  # each cell gets its neighbour before ...
+        activity[tuple(upper)] += energy  # ... and after along this axis
+    return activity
+
+
+@dataclass(frozen=True)
+class StageContexts:
+    """The frozen integer tables that select a probability row for each index of stage ``s >= 1``."""
+
+    context_codebooks: np.ndarray  # (S, K, M) int32
+    activity_edges: np.ndarray  # (S, ACTIVITY_BINS - 1) int64
+    previous_bins: np.ndarray  # (S, K) int32 in [0, PREVIOUS_BINS)
+    tables: np.ndarray  # (S, NUM_CONTEXTS, K) int32 > 0
+
+    def __post_init__(self) -> None:
+        s, k, _ = self.context_codebooks.shape
+        expected = {"activity_edges": (s, ACTIVITY_BINS - 1), "previous_bins": (s, k), "tables": (s, NUM_CONTEXTS, k)}
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"`{name}` must have shape {shape}, got {getattr(self, name).shape}")
+        if (self.tables <= 0).any():
+            raise ValueError("`tables` must be positive")
+        if self.previous_bins.min() < 0 or self.previous_bins.max() >= PREVIOUS_BINS:
+            raise ValueError(f"`previous_bins` must lie in [0, {PREVIOUS_BINS})")
+        if (np.diff(self.activity_edges, axis=1) < 0).any():
+            raise ValueError("`activity_edges` must be ascending")
+
+    def contexts(self, prefix: np.ndarray, stage: int) -> np.ndarray:
+        """prefix: (stage, H, W) indices of the stages before ``stage`` -> (H, W) int64 in [0, C)."""
+        if stage < 1 or prefix.shape[0] != stage:
+            raise ValueError(f"stage {stage} needs the {stage} planes before it, got {prefix.shape[0]}")
+        activity = prefix_activity(self.context_codebooks, prefix)
+        activity_bin = np.searchsorted(self.activity_edges[stage], activity, side="left")
+        return activity_bin * PREVIOUS_BINS + self.previous_bins[stage][prefix[stage - 1]]
+
+
+# ------------------------------------------------------------------ building the tables
+def previous_bins_from(codebooks: np.ndarray, marginal_counts: np.ndarray) -> np.ndarray:
+    """(S, K, M) float codebooks, (S, K) index counts -> (S, K) int32 bins of the previous stage's codes.
+
+    Row ``s`` bins the codes of stage ``s - 1`` by length into ``PREVIOUS_BINS`` bins of equal
+    usage (by ``marginal_counts[s - 1]``).
+    """
+    codebooks = np.asarray(codebooks, dtype=np.float64)
+    bins = np.zeros(marginal_counts.shape, dtype=np.int32)
+    for stage in range(1, codebooks.shape[0]):
+        lengths = np.linalg.norm(codebooks[stage - 1], axis=1)
+        order = np.argsort(lengths, kind="stable")
+        usage = np.cumsum(marginal_counts[stage - 1][order].astype(np.float64))
+        usage /= max(usage[-1], 1.0)
+        bins[stage][order] = np.minimum((usage * PREVIOUS_BINS - 1e-9).astype(np.int32).clip(0), PREVIOUS_BINS - 1)
+    return bins
+
+
+def activity_edges_from(activities: list[np.ndarray]) -> np.ndarray:
+    """Per-stage activity samples (index 0 ignored) -> (S, ACTIVITY_BINS - 1) int64 quantile thresholds."""
+    edges = np.zeros((len(activities), ACTIVITY_BINS - 1), dtype=np.int64)
+    fractions = np.arange(1, ACTIVITY_BINS) / ACTIVITY_BINS
+    for stage, values in enumerate(activities):
+        if stage and values.size:
+            edges[stage] = np.quantile(values, fractions, method="lower").astype(np.int64)
+    return edges
