@@ -119,9 +119,14 @@ def validate(model: VQCodecModel, images: list, device: torch.device, levels: li
     for image in images:
         h, w = image.shape[:2]
         s = min(size, h, w) // model.config.downsampling * model.config.downsampling
+        if s == 0:  # smaller than one latent cell
+            continue
         y, x = (h - s) // 2, (w - s) // 2
         crops.append(torch.from_numpy(image[y : y + s, x : x + s].copy()).permute(2, 0, 1).float().div(255))
-    result = {}
+    result: dict[int, float] = {}
+    if not crops:  # no usable held-out image: nothing to report
+        model.train()
+        return result
     for level in levels:
         psnrs = []
         for crop in crops:
@@ -155,7 +160,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
     train_images, val_images, val_names = load_split(Path(config.data), config.validation_fraction)
     (out / "validation_files.txt").write_text("\n".join(val_names) + "\n")
-    sampler = CropSampler(train_images, config.crop, config.seed)
+    try:
+        sampler = CropSampler(train_images, config.crop, config.seed)
+    except ValueError as exc:
+        raise VqzError(f"{config.data}: {exc}") from None
 
     model = VQCodecModel(config.model).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
