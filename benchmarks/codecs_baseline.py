@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import io
 import os
 import struct
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from vqz.benchmarks.adapter import Codec, Setting
+from vqz.benchmarks.codecs_learned import compressai_compress, compressai_decompress, pack_strings, unpack_strings
 from vqz.benchmarks.errors import BenchmarkError, CodecUnavailable
 
 from vqz.errors import VqzError
@@ -42,7 +42,6 @@ BASELINE_PATH_ENV = "VQZ_BASELINE_PATH"
 
 _MAGIC = b"CAIs"
 _HEADER = struct.Struct(">4sBdIHHHHB")  # magic, family, lmbda, weights id, height, width, latent h, latent w, n strings
-_LENGTH = struct.Struct(">I")
 _FAMILY_CODES = {"bmshj2018-factorized": 1, "bmshj2018-hyperprior": 2}
 
 
@@ -122,34 +121,14 @@ class _SameBudgetCodec(Codec):
         return self._models[lmbda]
 
     def encode(self, img: np.ndarray, setting: Setting) -> bytes:
-        import torch
-        import torch.nn.functional as F
-        from compressai.ops import compute_padding
-
         model, weights_id = self._model(setting)
+        strings, (l_h, l_w) = compressai_compress(model, img, self.name)
         height, width = img.shape[:2]
-        if max(height, width) > 0xFFFF:
-            raise BenchmarkError(f"{self.name}: image sides must be below 65536 pixels")
-        x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        pad, _ = compute_padding(height, width, min_div=model.downsampling_factor)
-        x = F.pad(x, pad, mode="replicate")
-        with torch.inference_mode():
-            out = model.compress(x)
-        strings = [s[0] for s in out["strings"]]
-        l_h, l_w = (int(v) for v in out["shape"])
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(_MAGIC, _FAMILY_CODES[self.family], float(setting), weights_id,
-                               height, width, l_h, l_w, len(strings)))
-        for s in strings:
-            buf.write(_LENGTH.pack(len(s)))
-            buf.write(s)
-        return buf.getvalue()
+        header = _HEADER.pack(_MAGIC, _FAMILY_CODES[self.family], float(setting), weights_id,
+                              height, width, l_h, l_w, len(strings))
+        return pack_strings(header, strings)
 
     def decode(self, data: bytes) -> np.ndarray:
-        import torch
-        import torch.nn.functional as F
-        from compressai.ops import compute_padding
-
         if len(data) < _HEADER.size:
             raise BenchmarkError(f"{self.name}: truncated header")
         magic, family, lmbda, weights_id, height, width, l_h, l_w, count = _HEADER.unpack_from(data)
@@ -158,29 +137,8 @@ class _SameBudgetCodec(Codec):
         model, expected_id = self._model(lmbda)
         if weights_id != expected_id:
             raise BenchmarkError(f"{self.name}: the file was made with other weights for lmbda {lmbda}")
-        pos, strings = _HEADER.size, []
-        for _ in range(count):
-            if pos + _LENGTH.size > len(data):
-                raise BenchmarkError(f"{self.name}: truncated string length")
-            (n,) = _LENGTH.unpack_from(data, pos)
-            pos += _LENGTH.size
-            if pos + n > len(data):
-                raise BenchmarkError(f"{self.name}: truncated string")
-            strings.append([data[pos:pos + n]])
-            pos += n
-        if pos != len(data):
-            raise BenchmarkError(f"{self.name}: trailing bytes")
-        _, unpad = compute_padding(height, width, min_div=model.downsampling_factor)
-        try:
-            with torch.inference_mode():
-                x_hat = model.decompress(strings, torch.Size((l_h, l_w)))["x_hat"]
-        except (AssertionError, RuntimeError, ValueError) as exc:
-            raise BenchmarkError(f"{self.name}: cannot decode: {exc}") from exc
-        x_hat = F.pad(x_hat, unpad)
-        if x_hat.shape[-2:] != (height, width):
-            raise BenchmarkError(f"{self.name}: decoded {tuple(x_hat.shape[-2:])}, header says {(height, width)}")
-        return (x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)
-                .permute(1, 2, 0).contiguous().numpy())
+        strings = unpack_strings(data, _HEADER.size, count, self.name)
+        return compressai_decompress(model, strings, (l_h, l_w), (height, width), self.name)
 
 
 class FactorizedSameBudgetCodec(_SameBudgetCodec):

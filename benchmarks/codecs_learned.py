@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import struct
 from typing import Any
 
@@ -22,7 +21,8 @@ from vqz.benchmarks.errors import BenchmarkError, CodecUnavailable
 
 from vqz.errors import VqzError
 
-__all__ = ["HyperpriorUntrainedCodec", "VqzCodec"]
+__all__ = ["HyperpriorUntrainedCodec", "VqzCodec", "compressai_compress", "compressai_decompress", "pack_strings",
+           "unpack_strings"]
 
 
 class VqzCodec(Codec):
@@ -71,7 +71,6 @@ class VqzCodec(Codec):
 _MAGIC = b"CAIu"
 _HEADER = struct.Struct(">4sBHHHHB")  # magic, quality, height, width, z_h, z_w, n_strings
 _LENGTH = struct.Struct(">I")
-_MIN_DIV = 64  # bmshj2018 downsamples by 2**6 from image to hyper-latent
 
 
 @functools.cache
@@ -125,53 +124,79 @@ class HyperpriorUntrainedCodec(Codec):
         return int(setting)
 
     def encode(self, img: np.ndarray, setting: Setting) -> bytes:
-        import torch
-        import torch.nn.functional as F
-        from compressai.ops import compute_padding
-
         quality = self._check(setting)
+        strings, (z_h, z_w) = compressai_compress(_hyperprior(quality), img, self.name)
         height, width = img.shape[:2]
-        if max(height, width) > 0xFFFF:
-            raise BenchmarkError("hyperprior-untrained: image sides must be below 65536 pixels")
-        x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-        pad, _ = compute_padding(height, width, min_div=_MIN_DIV)
-        x = F.pad(x, pad, mode="replicate")
-        with torch.inference_mode():
-            out = _hyperprior(quality).compress(x)
-        strings = [s[0] for s in out["strings"]]
-        z_h, z_w = (int(v) for v in out["shape"])
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(_MAGIC, quality, height, width, z_h, z_w, len(strings)))
-        for s in strings:
-            buf.write(_LENGTH.pack(len(s)))
-            buf.write(s)
-        return buf.getvalue()
+        return pack_strings(_HEADER.pack(_MAGIC, quality, height, width, z_h, z_w, len(strings)), strings)
 
     def decode(self, data: bytes) -> np.ndarray:
-        import torch
-        import torch.nn.functional as F
-        from compressai.ops import compute_padding
-
         if len(data) < _HEADER.size:
             raise BenchmarkError("hyperprior-untrained: truncated header")
         magic, quality, height, width, z_h, z_w, count = _HEADER.unpack_from(data)
         if magic != _MAGIC or quality not in range(1, 9):
             raise BenchmarkError("hyperprior-untrained: not a file of this adapter")
-        pos, strings = _HEADER.size, []
-        for _ in range(count):
-            if pos + _LENGTH.size > len(data):
-                raise BenchmarkError("hyperprior-untrained: truncated string length")
-            (n,) = _LENGTH.unpack_from(data, pos)
-            pos += _LENGTH.size
-            if pos + n > len(data):
-                raise BenchmarkError("hyperprior-untrained: truncated string")
-            strings.append([data[pos:pos + n]])
-            pos += n
-        if pos != len(data):
-            raise BenchmarkError("hyperprior-untrained: trailing bytes")
-        _, unpad = compute_padding(height, width, min_div=_MIN_DIV)
+        strings = unpack_strings(data, _HEADER.size, count, self.name)
+        return compressai_decompress(_hyperprior(quality), strings, (z_h, z_w), (height, width), self.name)
+
+
+# ------------------------------------------------------------------ shared by the CompressAI adapters
+def compressai_compress(model: Any, img: np.ndarray, name: str) -> tuple[list[bytes], tuple[int, int]]:
+    """(H, W, 3) uint8 -> (one string per entropy model, latent shape) from ``model.compress``.
+
+    The image is padded (replicate, centred) to a multiple of ``model.downsampling_factor``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from compressai.ops import compute_padding
+
+    height, width = img.shape[:2]
+    if max(height, width) > 0xFFFF:
+        raise BenchmarkError(f"{name}: image sides must be below 65536 pixels")
+    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    pad, _ = compute_padding(height, width, min_div=model.downsampling_factor)
+    x = F.pad(x, pad, mode="replicate")
+    with torch.inference_mode():
+        out = model.compress(x)
+    return [s[0] for s in out["strings"]], tuple(int(v) for v in out["shape"])
+
+
+def compressai_decompress(model: Any, strings: list[list[bytes]], shape: tuple[int, int],
+                          size: tuple[int, int], name: str) -> np.ndarray:
+    """``model.decompress`` -> (H, W, 3) uint8, the padding of :func:`compressai_compress` cropped off."""
+    import torch
+    import torch.nn.functional as F
+    from compressai.ops import compute_padding
+
+    height, width = size
+    _, unpad = compute_padding(height, width, min_div=model.downsampling_factor)
+    try:
         with torch.inference_mode():
-            x_hat = _hyperprior(quality).decompress(strings, torch.Size((z_h, z_w)))["x_hat"]
-        x_hat = F.pad(x_hat, unpad)
-        return (x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8)
-                .permute(1, 2, 0).contiguous().numpy())
+            x_hat = model.decompress(strings, torch.Size(shape))["x_hat"]
+    except (AssertionError, RuntimeError, ValueError) as exc:
+        raise BenchmarkError(f"{name}: cannot decode: {exc}") from exc
+    x_hat = F.pad(x_hat, unpad)
+    if tuple(x_hat.shape[-2:]) != (height, width):
+        raise BenchmarkError(f"{name}: decoded {tuple(x_hat.shape[-2:])}, header says {(height, width)}")
+    return x_hat[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def pack_strings(header: bytes, strings: list[bytes]) -> bytes:
+    """``header`` followed by each string as a u32 big-endian length and its bytes."""
+    return header + b"".join(_LENGTH.pack(len(s)) + s for s in strings)
+
+
+def unpack_strings(data: bytes, offset: int, count: int, name: str) -> list[list[bytes]]:
+    """The ``count`` strings written by :func:`pack_strings` after ``offset``; no byte may be left over."""
+    pos, strings = offset, []
+    for _ in range(count):
+        if pos + _LENGTH.size > len(data):
+            raise BenchmarkError(f"{name}: truncated string length")
+        (n,) = _LENGTH.unpack_from(data, pos)
+        pos += _LENGTH.size
+        if pos + n > len(data):
+            raise BenchmarkError(f"{name}: truncated string")
+        strings.append([data[pos:pos + n]])
+        pos += n
+    if pos != len(data):
+        raise BenchmarkError(f"{name}: trailing bytes")
+    return strings
