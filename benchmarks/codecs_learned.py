@@ -53,7 +53,9 @@ class VqzCodec(Codec):
     def description(self) -> str:
         import vqz
 
-        return f"vqz {vqz.__version__} (vqz.api); setting = quality level"
+        model = self._api.load_model()
+        return (f"vqz {vqz.__version__} (vqz.api), model {model.model_id} (weights {model.weights_hash.hex()}); "
+                "setting = quality level")
 
     def settings(self) -> list[Setting]:
         return list(self._levels)

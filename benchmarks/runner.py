@@ -171,6 +171,30 @@ class RunResult:
     threads: int
 
 
+def _changed_codecs(out_dir: Path, codecs: list[Codec]) -> set[str]:
+    """Codecs whose description differs from the one ``meta.json`` recorded for the cached rows.
+
+    A description names what produced the rows (library versions, options; for vqz the model
+    and its weights hash), so rows of a codec that changed since are stale and run again.
+    """
+    try:
+        recorded = json.loads((out_dir / "meta.json").read_text()).get("codecs", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {c.name for c in codecs if c.name in recorded and recorded[c.name].get("description") != c.description}
+
+
+def _rewrite_rows(csv_path: Path, rows: Iterable[Row]) -> None:
+    """Replace the CSV with ``rows`` (atomically: a temporary file renamed over it)."""
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(asdict(row))
+    tmp.replace(csv_path)
+
+
 def _write_meta(out_dir: Path, codecs: list[Codec], images: list[Path], repeats: int,
                 workers: int, threads: int) -> None:
     import PIL
@@ -198,6 +222,8 @@ def run_benchmark(images: list[Path], codec_names: list[str], out_dir: Path, *, 
                   on_skip: Callable[[str, str], None] = lambda name, why: None) -> RunResult:
     """Run every available codec at every setting on every image; rows go to ``out_dir/results.csv``.
 
+    Rows already in the CSV are kept, unless their codec's description changed since the
+    last run (``meta.json``; e.g. new vqz weights): those are measured again.
     Codecs that cannot run here are reported through ``on_skip(name, reason)`` and left out;
     if none can run, :class:`BenchmarkError` is raised. Also writes ``out_dir/meta.json``
     (threads, versions, codec descriptions).
@@ -217,6 +243,10 @@ def run_benchmark(images: list[Path], codec_names: list[str], out_dir: Path, *, 
         raise BenchmarkError(f"cannot create output folder {out_dir}: {exc.strerror}") from exc
     csv_path = out_dir / "results.csv"
     done = {row.key: row for row in read_rows(csv_path)}
+    stale = _changed_codecs(out_dir, codecs)
+    if stale and any(row.codec in stale for row in done.values()):
+        done = {key: row for key, row in done.items() if row.codec not in stale}
+        _rewrite_rows(csv_path, done.values())
 
     tasks: list[_Task] = []
     for image in images:

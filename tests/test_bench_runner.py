@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,18 @@ def test_rows_already_in_the_csv_are_not_run_again(tmp_path: Path, crops: list[P
     third = run_benchmark(crops, ["jpeg"], out, progress=False)
     assert third.new_rows == 1
     assert len(read_rows(out / "results.csv")) == len(first.rows)
+
+
+def test_rows_of_a_codec_whose_description_changed_are_run_again(tmp_path: Path, crops: list[Path]) -> None:
+    out = tmp_path / "out"
+    first = run_benchmark(crops, ["jpeg", "webp"], out, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    meta["codecs"]["jpeg"]["description"] = "JPEG from another library version"
+    (out / "meta.json").write_text(json.dumps(meta))
+    second = run_benchmark(crops, ["jpeg", "webp"], out, progress=False)
+    assert second.new_rows == len(get_codec("jpeg").settings()) * len(crops)
+    assert len(read_rows(out / "results.csv")) == len(first.rows)  # replaced, not duplicated
+    assert run_benchmark(crops, ["jpeg", "webp"], out, progress=False).new_rows == 0
 
 
 def test_a_csv_with_other_columns_is_refused(tmp_path: Path, crops: list[Path]) -> None:
