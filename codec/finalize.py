@@ -22,9 +22,11 @@ from vqz.codec.entropy_model import EntropyModel, conditional_from_counts, margi
 from vqz.codec.model import VQCodecModel
 from vqz.codec.pipeline import pad_image
 from vqz.codec.stage_context import (
+    ACTIVITY_BINS,
     NUM_CONTEXTS,
     StageContexts,
     activity_edges_from,
+    context_of,
     integer_codebooks,
     prefix_activity,
     previous_bins_from,
@@ -72,10 +74,17 @@ def collect(model: VQCodecModel, paths: list[Path]) -> IndexStatistics:
     return stats
 
 
-def _stage_samples(contexts: StageContexts, planes: list[np.ndarray], stage: int) -> tuple[np.ndarray, np.ndarray]:
-    """(contexts, symbols) of every cell of stage ``stage`` over ``planes``, both (P,) int64."""
-    ctx = [contexts.contexts(p[:stage].astype(np.int64), stage).ravel() for p in planes]
-    return np.concatenate(ctx), np.concatenate([p[stage].ravel().astype(np.int64) for p in planes])
+def _stage_samples(int_codebooks: np.ndarray, planes: list[np.ndarray], stage: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per image, the (h*w,) int64 activities of stage ``stage``; and its symbols over all images, (P,) int64."""
+    activities = [prefix_activity(int_codebooks, p[:stage].astype(np.int64)).ravel() for p in planes]
+    return activities, np.concatenate([p[stage].ravel().astype(np.int64) for p in planes])
+
+
+def _contexts(activities: list[np.ndarray], planes: list[np.ndarray], stage: int, edges: np.ndarray,
+              previous: np.ndarray) -> np.ndarray:
+    """Contexts of stage ``stage`` over all images, (P,) int64, from activities computed once."""
+    return np.concatenate([context_of(a, p[stage - 1].ravel().astype(np.int64), edges[stage], previous[stage])
+                           for a, p in zip(activities, planes)])
 
 
 def build_stage_contexts(model: VQCodecModel, train: IndexStatistics, validation: IndexStatistics | None,
@@ -86,19 +95,17 @@ def build_stage_contexts(model: VQCodecModel, train: IndexStatistics, validation
         return None
     codebooks = model.quantizer.codebooks.detach().cpu().numpy()
     int_codebooks = integer_codebooks(codebooks)
-    activities = [np.zeros(0, np.int64)] + [
-        np.concatenate([prefix_activity(int_codebooks, p[:stage].astype(np.int64)).ravel() for p in train.planes])
-        for stage in range(1, s)]
-    edges = activity_edges_from(activities)
     previous = previous_bins_from(codebooks, train.marginal)
+    edges = np.zeros((s, ACTIVITY_BINS - 1), dtype=np.int64)
     tables = np.ones((s, NUM_CONTEXTS, k), dtype=np.int32)
-    draft = StageContexts(int_codebooks, edges, previous, tables.copy())
     held_out = (validation or train).planes
     for stage in range(1, s):
-        contexts, symbols = _stage_samples(draft, train.planes, stage)
+        activities, symbols = _stage_samples(int_codebooks, train.planes, stage)
+        edges[stage] = activity_edges_from([np.zeros(0, np.int64), np.concatenate(activities)])[1]
         counts = np.zeros((NUM_CONTEXTS, k), np.int64)
-        np.add.at(counts, (contexts, symbols), 1)
-        val_contexts, val_symbols = _stage_samples(draft, held_out, stage)
+        np.add.at(counts, (_contexts(activities, train.planes, stage, edges, previous), symbols), 1)
+        val_activities, val_symbols = _stage_samples(int_codebooks, held_out, stage)
+        val_contexts = _contexts(val_activities, held_out, stage, edges, previous)
         best: tuple[float, float, np.ndarray] | None = None
         for strength in BACKOFF_STRENGTHS:
             rows = conditional_from_counts(counts, train.marginal[stage], strength)

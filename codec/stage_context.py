@@ -66,6 +66,18 @@ def prefix_activity(context_codebooks: np.ndarray, prefix: np.ndarray) -> np.nda
     return activity
 
 
+def context_of(activity: np.ndarray, previous: np.ndarray, edges: np.ndarray, previous_bins: np.ndarray) -> np.ndarray:
+    """Contexts of one stage ``s``: (H, W) int64 in [0, C).
+
+    Args:
+        activity: (H, W) int64 from :func:`prefix_activity`.
+        previous: (H, W) indices of stage ``s - 1``.
+        edges: (ACTIVITY_BINS - 1,) int64, ``activity_edges[s]``.
+        previous_bins: (K,) int, ``previous_bins[s]``.
+    """
+    return np.searchsorted(edges, activity, side="left") * PREVIOUS_BINS + previous_bins[previous]
+
+
 @dataclass(frozen=True)
 class StageContexts:
     """The frozen integer tables that select a probability row for each index of stage ``s >= 1``."""
@@ -93,8 +105,7 @@ class StageContexts:
         if stage < 1 or prefix.shape[0] != stage:
             raise ValueError(f"stage {stage} needs the {stage} planes before it, got {prefix.shape[0]}")
         activity = prefix_activity(self.context_codebooks, prefix)
-        activity_bin = np.searchsorted(self.activity_edges[stage], activity, side="left")
-        return activity_bin * PREVIOUS_BINS + self.previous_bins[stage][prefix[stage - 1]]
+        return context_of(activity, prefix[stage - 1], self.activity_edges[stage], self.previous_bins[stage])
 
 
 # ------------------------------------------------------------------ building the tables

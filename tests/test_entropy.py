@@ -10,6 +10,7 @@ from vqz.codec.stage_context import (
     NUM_CONTEXTS,
     StageContexts,
     activity_edges_from,
+    context_of,
     integer_codebooks,
     prefix_activity,
     previous_bins_from,
@@ -92,15 +93,15 @@ def _staged_model(seed: int = 4, stages: int = 3, k: int = 16, m: int = 4):
     planes = rng.integers(0, k, (stages, 20, 24))
     marginal_counts = np.stack([np.bincount(p.ravel(), minlength=k) for p in planes])
     int_codebooks = integer_codebooks(codebooks)
-    activities = [np.zeros(0, np.int64)] + [prefix_activity(int_codebooks, planes[:s]).ravel() for s in range(1, stages)]
-    draft = StageContexts(int_codebooks, activity_edges_from(activities), previous_bins_from(codebooks, marginal_counts),
-                          np.ones((stages, NUM_CONTEXTS, k), np.int32))
+    activities = [np.zeros(0, np.int64)] + [prefix_activity(int_codebooks, planes[:s]) for s in range(1, stages)]
+    edges = activity_edges_from([a.ravel() for a in activities])
+    previous = previous_bins_from(codebooks, marginal_counts)
     tables = np.ones((stages, NUM_CONTEXTS, k), np.int32)
     for s in range(1, stages):
         counts = np.zeros((NUM_CONTEXTS, k), np.int64)
-        np.add.at(counts, (draft.contexts(planes[:s], s).ravel(), planes[s].ravel()), 1)
+        np.add.at(counts, (context_of(activities[s], planes[s - 1], edges[s], previous[s]).ravel(), planes[s].ravel()), 1)
         tables[s] = conditional_from_counts(counts, marginal_counts[s], 4.0)
-    stage_contexts = StageContexts(draft.context_codebooks, draft.activity_edges, draft.previous_bins, tables)
+    stage_contexts = StageContexts(int_codebooks, edges, previous, tables)
     return EntropyModel(marginal_from_counts(marginal_counts), stages=stage_contexts), planes
 
 
