@@ -42,6 +42,12 @@ def _synthesis(config: ModelConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _nhwc(x: Tensor) -> Tensor:
+    """The same tensor in channels_last memory order: oneDNN's convolutions and transposed
+    convolutions run about 1.5x faster on CPU in that layout (measured on a 2-core EPYC)."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class VQCodecModel(nn.Module):
     """VQ-VAE with a residual quantizer; quality level ``q`` uses the first ``q`` stages."""
 
@@ -71,15 +77,15 @@ class VQCodecModel(nn.Module):
         """
         d = self.config.downsampling
         if x.shape[0] == 1 and x.shape[2] * x.shape[3] > MAX_UNTILED_PIXELS:
-            latent = tiled_analysis(self.g_a, x, d, self.config.latent_dim)
+            latent = tiled_analysis(self.g_a, _nhwc(x), d, self.config.latent_dim)
         else:
-            latent = self.g_a(x)
+            latent = self.g_a(_nhwc(x))
         return self.quantizer.encode(latent, num_stages)
 
     @torch.no_grad()
     def decode_indices(self, indices: Tensor) -> Tensor:
         """indices: (S', B, h, w) int64 -> image (B, 3, h*d, w*d) clamped to [0, 1]."""
-        latent = self.quantizer.dequantize(indices)
+        latent = _nhwc(self.quantizer.dequantize(indices))
         d = self.config.downsampling
         if latent.shape[0] == 1 and latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
             return tiled_synthesis(self.g_s, latent, d)
@@ -88,7 +94,7 @@ class VQCodecModel(nn.Module):
     @torch.no_grad()
     def decode_indices_uint8(self, indices: Tensor) -> Tensor:
         """indices: (S', 1, h, w) int64 -> image (h*d, w*d, 3) uint8 (x * 255 rounded), tiled when large."""
-        latent = self.quantizer.dequantize(indices)
+        latent = _nhwc(self.quantizer.dequantize(indices))
         d = self.config.downsampling
         if latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
             return tiled_synthesis_uint8(self.g_s, latent, d)

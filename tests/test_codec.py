@@ -115,3 +115,30 @@ def test_alpha_plane_is_restored_exactly(model):
     assert rgb.shape == image.shape
     assert np.array_equal(decoded_alpha, alpha)
     assert decode_image(model, encode_array(model, image, 2)[0])[1] is None
+
+
+
+def test_channels_last_coding_layout_matches_the_default_layout(model):
+    """The coding path runs the transforms in channels_last (faster on CPU); the same
+    transforms in the default layout must give the same image within one level."""
+    import copy
+
+    import torch
+
+    from vqz.bitstream import unpack_file
+    from vqz.codec.pipeline import decode_indices
+    from vqz.codec.tiling import to_uint8
+
+    image = smooth_image(64, 96, seed=11)
+    data, _ = encode_array(model, image, 4)
+    assert model.model.g_s[0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain_g_s = copy.deepcopy(model.model.g_s).to(memory_format=torch.contiguous_format)
+    parsed = unpack_file(data)
+    indices = torch.from_numpy(decode_indices(model, parsed.header, parsed.payloads))[:, None]
+    with torch.no_grad():
+        latent = model.model.quantizer.dequantize(indices).contiguous()
+        plain = to_uint8(plain_g_s(latent).clamp_(0.0, 1.0)).numpy()
+    fast = decode_bytes(model, data)
+    assert not latent.is_contiguous(memory_format=torch.channels_last)
+    assert fast.shape == plain.shape == image.shape
+    assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1
