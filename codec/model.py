@@ -57,13 +57,16 @@ class VQCodecModel(nn.Module):
         self.g_a = _analysis(config)
         self.g_s = _synthesis(config)
         self.quantizer = ResidualVectorQuantizer(config.num_stages, config.codebook_size, config.latent_dim)
+        # every path (training and coding) feeds the transforms channels_last tensors (_nhwc);
+        # weights loaded later with load_state_dict keep this layout
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, stages_per_sample: Tensor | None = None) -> dict[str, Tensor]:
         """Training path. x: (B, 3, H, W) in [0, 1]; stages_per_sample: (B,) in [1, S] or None.
 
         ``stages_per_sample=None`` bypasses quantization (continuous warm-up).
         """
-        latent = self.g_a(x)
+        latent = self.g_a(_nhwc(x))
         if stages_per_sample is None:
             return {"x_hat": self.g_s(latent), "commitment": latent.new_zeros(())}
         quantized, commitment = self.quantizer(latent, stages_per_sample)

@@ -83,14 +83,15 @@ class ResidualVectorQuantizer(nn.Module):
         return torch.stack(planes) if planes else latent.new_zeros((0, batch, height, width), dtype=torch.long)
 
     def dequantize(self, indices: Tensor) -> Tensor:
-        """indices (S', B, H, W) -> latent (B, M, H, W), the sum of the first S' stages."""
+        """indices (S', B, H, W) -> latent (B, M, H, W), the sum of the first S' stages, in
+        channels_last memory order (the layout the synthesis transform runs in; no copy)."""
         stages, batch, height, width = indices.shape
         if stages > self.num_stages:
             raise ValueError(f"got {stages} index planes, the quantizer has {self.num_stages} stages")
         total = self.codebooks.new_zeros(batch, height, width, self.dim)
         for stage in range(stages):
             total = total + F.embedding(indices[stage], self.codebooks[stage])
-        return total.permute(0, 3, 1, 2).contiguous()
+        return total.permute(0, 3, 1, 2)
 
     # ------------------------------------------------------------------ training path
     def forward(self, latent: Tensor, stages_per_sample: Tensor) -> tuple[Tensor, Tensor]:

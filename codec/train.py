@@ -165,7 +165,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     except ValueError as exc:
         raise VqzError(f"{config.data}: {exc}") from None
 
-    model = VQCodecModel(config.model).to(device).to(memory_format=torch.channels_last)
+    model = VQCodecModel(config.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     checkpoint = out / "checkpoint.safetensors"
     step = 0
@@ -194,7 +194,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 _kmeans_initialize(model, sampler, device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            x = sampler.sample(config.batch).to(device).contiguous(memory_format=torch.channels_last)
+            x = sampler.sample(config.batch).to(device)
             stages = None
             if quantize:
                 stages = torch.randint(1, config.model.num_stages + 1, (config.batch,), device=device)

@@ -104,7 +104,7 @@ def load_weights(path: Path) -> LoadedWeights:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"weights file {path} does not match its configuration: {exc}") from None
-    model.eval().to(memory_format=torch.channels_last)  # the layout the coding path feeds it
+    model.eval()
     entropy = None
     if tables["marginal"] is not None:
         if tuple(tables["marginal"].shape) != (config.num_stages, config.codebook_size):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 
 import vqz
-from vqz.codec.pipeline import decode_bytes, encode_array, quality_range
+from vqz.bitstream import unpack_file
+from vqz.codec.pipeline import decode_bytes, decode_indices, encode_array, quality_range
+from vqz.codec.tiling import to_uint8
 from vqz.errors import FormatError, ImageError
 
 from conftest import smooth_image
@@ -121,14 +126,6 @@ def test_alpha_plane_is_restored_exactly(model):
 def test_channels_last_coding_layout_matches_the_default_layout(model):
     """The coding path runs the transforms in channels_last (faster on CPU); the same
     transforms in the default layout must give the same image within one level."""
-    import copy
-
-    import torch
-
-    from vqz.bitstream import unpack_file
-    from vqz.codec.pipeline import decode_indices
-    from vqz.codec.tiling import to_uint8
-
     image = smooth_image(64, 96, seed=11)
     data, _ = encode_array(model, image, 4)
     assert model.model.g_s[0].weight.is_contiguous(memory_format=torch.channels_last)
