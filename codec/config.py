@@ -24,6 +24,10 @@ class ModelConfig:
         num_stages: stages ``S`` of the residual vector quantizer. Quality level ``q``
             decodes the first ``q`` stages.
         codebook_size: codes ``K`` per stage (a power of two is not required).
+        latent_blocks: extra residual blocks at the latent resolution in each transform
+            (after the analysis transform's residual block, after the synthesis transform's
+            first residual block). 0 is the original architecture; the field is absent from
+            the JSON of models that predate it, which therefore still load.
     """
 
     channels: int = 128
@@ -31,6 +35,7 @@ class ModelConfig:
     downsampling_log2: int = 3
     num_stages: int = 8
     codebook_size: int = 512
+    latent_blocks: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -39,6 +44,7 @@ class ModelConfig:
             "downsampling_log2": (self.downsampling_log2, 1, 6),
             "num_stages": (self.num_stages, 1, 32),
             "codebook_size": (self.codebook_size, 2, 65536),
+            "latent_blocks": (self.latent_blocks, 0, 16),
         }
         for name, (value, low, high) in checks.items():
             if not isinstance(value, int) or not low <= value <= high:
@@ -50,7 +56,12 @@ class ModelConfig:
         return 2**self.downsampling_log2
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """JSON of the fields; ``latent_blocks`` is left out when 0, so the original
+        architecture serialises exactly as it did before the field existed."""
+        data = asdict(self)
+        if not data["latent_blocks"]:
+            del data["latent_blocks"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":

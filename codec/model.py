@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from vqz.codec.compressai_layers import GDN, ResidualBlock, conv, deconv
 from vqz.codec.config import ModelConfig
 from vqz.codec.quantizer import ResidualVectorQuantizer
-from vqz.codec.tiling import MAX_UNTILED_PIXELS, tiled_analysis, tiled_synthesis, tiled_synthesis_uint8, to_uint8
+from vqz.codec.tiling import MARGIN_CELLS, MAX_UNTILED_PIXELS, tiled_analysis, tiled_synthesis, tiled_synthesis_uint8, to_uint8
 
 
 def _analysis(config: ModelConfig) -> nn.Sequential:
@@ -27,19 +27,27 @@ def _analysis(config: ModelConfig) -> nn.Sequential:
     for _ in range(config.downsampling_log2):
         layers += [conv(in_ch, n, kernel_size=5, stride=2), GDN(n)]
         in_ch = n
-    layers += [ResidualBlock(n, n), conv(n, config.latent_dim, kernel_size=3, stride=1)]
+    layers += [ResidualBlock(n, n) for _ in range(1 + config.latent_blocks)]
+    layers.append(conv(n, config.latent_dim, kernel_size=3, stride=1))
     return nn.Sequential(*layers)
 
 
 def _synthesis(config: ModelConfig) -> nn.Sequential:
     n = config.channels
-    layers: list[nn.Module] = [conv(config.latent_dim, n, kernel_size=3, stride=1), ResidualBlock(n, n)]
+    layers: list[nn.Module] = [conv(config.latent_dim, n, kernel_size=3, stride=1)]
+    layers += [ResidualBlock(n, n) for _ in range(1 + config.latent_blocks)]
     for step in range(config.downsampling_log2):
         last = step == config.downsampling_log2 - 1
         layers.append(deconv(n, 3 if last else n, kernel_size=5, stride=2))
         if not last:
             layers.append(GDN(n, inverse=True))
     return nn.Sequential(*layers)
+
+
+def tile_margin(config: ModelConfig) -> int:
+    """Context margin (latent cells) of a tile: each latent-resolution residual block adds
+    two 3x3 convolutions, one cell of receptive field each, to both transforms."""
+    return MARGIN_CELLS + 2 * config.latent_blocks
 
 
 def _nhwc(x: Tensor) -> Tensor:
@@ -69,7 +77,10 @@ class VQCodecModel(nn.Module):
         latent = self.g_a(_nhwc(x))
         if stages_per_sample is None:
             return {"x_hat": self.g_s(latent), "commitment": latent.new_zeros(())}
-        quantized, commitment = self.quantizer(latent, stages_per_sample)
+        # the quantizer always runs in float32, also under bf16 autocast: nearest-code
+        # distances and EMA statistics in bf16 would pick wrong codes and drift
+        with torch.autocast(device_type=latent.device.type, enabled=False):
+            quantized, commitment = self.quantizer(latent.float(), stages_per_sample)
         return {"x_hat": self.g_s(quantized), "commitment": commitment}
 
     @torch.no_grad()
@@ -80,7 +91,7 @@ class VQCodecModel(nn.Module):
         """
         d = self.config.downsampling
         if x.shape[0] == 1 and x.shape[2] * x.shape[3] > MAX_UNTILED_PIXELS:
-            latent = tiled_analysis(self.g_a, _nhwc(x), d, self.config.latent_dim)
+            latent = tiled_analysis(self.g_a, _nhwc(x), d, self.config.latent_dim, margin=tile_margin(self.config))
         else:
             latent = self.g_a(_nhwc(x))
         return self.quantizer.encode(latent, num_stages)
@@ -91,7 +102,7 @@ class VQCodecModel(nn.Module):
         latent = _nhwc(self.quantizer.dequantize(indices))
         d = self.config.downsampling
         if latent.shape[0] == 1 and latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
-            return tiled_synthesis(self.g_s, latent, d)
+            return tiled_synthesis(self.g_s, latent, d, margin=tile_margin(self.config))
         return self.g_s(latent).clamp_(0.0, 1.0)
 
     @torch.no_grad()
@@ -100,5 +111,5 @@ class VQCodecModel(nn.Module):
         latent = _nhwc(self.quantizer.dequantize(indices))
         d = self.config.downsampling
         if latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
-            return tiled_synthesis_uint8(self.g_s, latent, d)
+            return tiled_synthesis_uint8(self.g_s, latent, d, margin=tile_margin(self.config))
         return to_uint8(self.g_s(latent).clamp_(0.0, 1.0))

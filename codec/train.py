@@ -26,11 +26,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from vqz.codec.config import ModelConfig
 from vqz.codec.data import CropSampler, load_split
 from vqz.codec.model import VQCodecModel
 from vqz.errors import VqzError
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    precision: str = "fp32"  # "bf16": autocast the transforms to bfloat16 (the quantizer stays float32)
+    full_stage_fraction: float = 0.0  # share of each batch that keeps every stage; the rest draw 1..S uniformly
+    lr_ramp_steps: int = 0  # linear ramp of the learning rate from 0 over the first steps of a run
+    init_from: str = ""  # checkpoint of a smaller model to grow from (codec/grow.py) when no checkpoint exists
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -62,6 +70,12 @@ class TrainConfig:
                 raise VqzError(f"`{name}` must be positive")
         if not 0 <= self.warmup_steps <= self.steps:
             raise VqzError("`warmup_steps` must be in [0, steps]")
+        if self.precision not in PRECISIONS:
+            raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0.0 <= self.full_stage_fraction <= 1.0:
+            raise VqzError(f"`full_stage_fraction` must be in [0, 1], got {self.full_stage_fraction}")
+        if self.lr_ramp_steps < 0:
+            raise VqzError("`lr_ramp_steps` must be >= 0")
 
     @classmethod
     def from_toml(cls, path: Path, overrides: dict[str, object] | None = None) -> "TrainConfig":
@@ -76,8 +90,11 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Constant, then a cosine decay to ``lr * lr_final_fraction`` over the last 40% of steps."""
+    """Linear ramp over ``lr_ramp_steps``, constant, then a cosine decay to
+    ``lr * lr_final_fraction`` over the last 40% of steps."""
     start = int(config.steps * 0.6)
+    if step < config.lr_ramp_steps:
+        return config.lr * min(1.0, (step + 1) / config.lr_ramp_steps)
     if step < start:
         return config.lr
     progress = (step - start) / max(1, config.steps - start)
@@ -139,6 +156,47 @@ def validate(model: VQCodecModel, images: list, device: torch.device, levels: li
     return result
 
 
+def sample_stages(config: TrainConfig, generator: torch.Generator | None = None) -> Tensor:
+    """(batch,) int64 in [1, S]: how many stages each sample keeps (stage dropout).
+
+    A share ``full_stage_fraction`` of the batch keeps all ``S`` stages, so the top stages'
+    codebooks and the decoder's finest inputs train on more than ``1/S`` of the samples; the
+    rest draw uniformly from ``1..S``, so every quality level keeps training.
+    """
+    batch, top = config.batch, config.model.num_stages
+    stages = torch.randint(1, top + 1, (batch,), generator=generator)
+    full = round(batch * config.full_stage_fraction)
+    if full:
+        stages[:full] = top
+    return stages
+
+
+def _grow_from(config: TrainConfig, sampler: CropSampler, device: torch.device) -> VQCodecModel:
+    """The config's architecture grown from ``init_from`` (see codec/grow.py), new stages
+    initialised by k-means on residuals of real training latents."""
+    from safetensors import safe_open
+
+    from vqz.codec.config import ModelConfig
+    from vqz.codec.grow import grow_model, init_new_stages
+
+    path = Path(config.init_from)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            old_config = ModelConfig.from_json((handle.metadata() or {})["config"])
+        tensors = load_file(str(path))
+    except (OSError, KeyError, ValueError) as exc:
+        raise VqzError(f"cannot grow from {path}: {exc}") from None
+    old_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    model = grow_model(old_state, old_config, config.model, seed=config.seed).to(device)
+    if config.model.num_stages > old_config.num_stages:
+        with torch.no_grad():
+            model.eval()
+            latents = torch.cat([model.g_a(sampler.sample(16).to(device)) for _ in range(8)])
+            model.train()
+        init_new_stages(model, latents, old_config.num_stages)
+    return model
+
+
 def _kmeans_initialize(model: VQCodecModel, sampler: CropSampler, device: torch.device, batches: int = 8) -> None:
     with torch.no_grad():
         latents = [model.g_a(sampler.sample(16).to(device)) for _ in range(batches)]
@@ -165,11 +223,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     except ValueError as exc:
         raise VqzError(f"{config.data}: {exc}") from None
 
-    model = VQCodecModel(config.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     checkpoint = out / "checkpoint.safetensors"
+    resuming = resume and checkpoint.exists()
+    if config.init_from and not resuming:
+        model = _grow_from(config, sampler, device)
+    else:
+        model = VQCodecModel(config.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
-    if resume and checkpoint.exists():
+    if resuming:
         step = _load_checkpoint(checkpoint, model, optimizer)
         sampler.rng = __import__("numpy").random.default_rng(config.seed + step)
     log_path = out / "log.csv"
@@ -195,11 +257,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
             x = sampler.sample(config.batch).to(device)
-            stages = None
-            if quantize:
-                stages = torch.randint(1, config.model.num_stages + 1, (config.batch,), device=device)
-            result = model(x, stages)
-            mse = F.mse_loss(result["x_hat"], x)
+            stages = sample_stages(config).to(device) if quantize else None
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                result = model(x, stages)
+            mse = F.mse_loss(result["x_hat"].float(), x)
             loss = mse + config.commitment_weight * result["commitment"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
