@@ -60,25 +60,42 @@ class Seed:
     id_len: int
     varints: tuple[tuple[int, int], ...]  # (offset, size) of each payload-length varint
     payloads: tuple[tuple[int, int], ...]  # (offset, size) of each payload
+    chunk_table: int | None = None  # offset of the metadata chunk count, if any
+    chunk_entries: tuple[tuple[int, int], ...] = ()  # (offset, size) of each chunk's tag + length varint
+    chunks: tuple[tuple[int, int], ...] = ()  # (offset, size) of each metadata chunk's data
 
     @classmethod
     def parse(cls, data: bytes) -> Seed:
-        from vqz.bitstream import unpack
+        from vqz.bitstream import unpack_file
 
-        _, payloads = unpack(data)
+        parsed = unpack_file(data)
+        payloads = parsed.payloads + ([parsed.alpha] if parsed.alpha is not None else [])
         id_len = data[6]
         pos, varints = 29 + id_len, []
+
+        def skip_varint(at: int) -> int:
+            while data[at] & 0x80:
+                at += 1
+            return at + 1
+
         for _ in payloads:
-            start = pos
-            while data[pos] & 0x80:
-                pos += 1
-            pos += 1
+            start, pos = pos, skip_varint(pos)
             varints.append((start, pos - start))
+        chunk_table, entries = None, []
+        if data[5] & 0x02:
+            chunk_table, pos = pos, pos + 1
+            for _ in range(data[chunk_table]):
+                start, pos = pos, skip_varint(pos + 4)
+                entries.append((start, pos - start))
         spans = []
         for payload in payloads:
             spans.append((pos, len(payload)))
             pos += len(payload)
-        return cls(bytes(data), id_len, tuple(varints), tuple(spans))
+        chunks = []
+        for size in parsed.metadata_bytes.values():
+            chunks.append((pos, size))
+            pos += size
+        return cls(bytes(data), id_len, tuple(varints), tuple(spans), chunk_table, tuple(entries), tuple(chunks))
 
     def fields(self) -> dict[str, tuple[int, str]]:
         """Header field -> (offset, struct format)."""
@@ -116,15 +133,37 @@ def _synthetic(count: int) -> list[np.ndarray]:
     return images
 
 
-def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, model: object = None) -> list[Seed]:
-    """``count`` real images (Kodak crops, else synthetic) x ``qualities``, encoded."""
+def real_metadata() -> dict[str, bytes]:
+    """A camera-like EXIF (make, model, date, orientation, a GPS IFD), an XMP packet and an sRGB ICC profile."""
+    from PIL import Image, ImageCms
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "FuzzCam", "Model 1", 1
+    exif.get_ifd(0x8769)[0x9003] = "2024:01:02 03:04:05"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 29.5)
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="3"/></rdf:RDF></x:xmpmeta>')
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return {"exif": exif.tobytes(), "xmp": xmp, "icc_profile": icc}
+
+
+def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, model: object = None,
+               metadata: bool = True) -> list[Seed]:
+    """``count`` real images (Kodak crops, else synthetic) x ``qualities``, encoded; with
+    ``metadata``, then each image once more at the middle quality with EXIF, XMP and ICC chunks."""
     import vqz
 
     weights = vqz.load_model() if model is None else model
     levels = vqz.quality_levels(weights)
     images = _kodak_crops(count) if KODAK.is_dir() else []
     images += _synthetic(count - len(images))
-    return [Seed.parse(vqz.encode(image, quality=q, model=weights)) for image in images for q in qualities if q in levels]
+    seeds = [Seed.parse(vqz.encode(image, quality=q, model=weights)) for image in images for q in qualities if q in levels]
+    if metadata:
+        chunks = real_metadata()
+        middle = [q for q in qualities if q in levels][len(qualities) // 2]
+        seeds += [Seed.parse(vqz.encode(image, quality=middle, model=weights, **chunks)) for image in images]
+    return seeds
 
 
 # ---------------------------------------------------------------------------- mutators
@@ -299,6 +338,37 @@ def model_identity(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_si
     return bytes(data)
 
 
+_CHUNK_TAGS = (b"EXIF", b"ICCP", b"XMP ", b"exif", b"\0\0\0\0", b"\xff\xff\xff\xff", b"XMP\0")
+_CHUNK_LENGTHS = (b"\x00", b"\x01", b"\xf7\xff\x03", b"\xf8\xff\x03", b"\x80\x80\x80\x80\x04",
+                  b"\x80\x80\xa0\x32", b"\xff\xff\xff\xff\x0f", b"\x80\x00")  # 0, 1, EXIF cap, cap + 1, 2^30, 100 MB, ...
+
+
+def metadata_chunks(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_side: int) -> bytes:
+    """The metadata chunk count, a tag or a length set to extremes (0, over the cap, 100 MB,
+    non-canonical), or a chunk's contents garbled, truncated, emptied or swapped for another's."""
+    if seed.chunk_table is None:
+        return seed.data
+    data = seed.data
+    kind = rng.randrange(5)
+    if kind == 0:
+        return _set(data, seed.chunk_table, "<B", rng.choice((0, 1, 2, 3, 4, 0xFF)))
+    start, size = rng.choice(seed.chunk_entries)
+    if kind == 1:
+        return data[:start] + rng.choice(_CHUNK_TAGS) + data[start + 4 :]
+    if kind == 2:
+        return data[:start + 4] + rng.choice(_CHUNK_LENGTHS) + data[start + size :]
+    offset, length = rng.choice(seed.chunks)
+    if kind == 3:  # contents garbled in place (a malformed EXIF, a corrupt ICC, a broken XMP)
+        garbage = bytearray(data[offset : offset + length])
+        for _ in range(rng.randint(1, 16)):
+            garbage[rng.randrange(length)] = rng.randrange(256)
+        if rng.random() < 0.5:
+            garbage[: min(8, length)] = rng.randbytes(min(8, length))
+        return data[:offset] + bytes(garbage) + data[offset + length :]
+    cut = rng.randrange(length)  # truncated contents, the declared length unchanged
+    return data[:offset] + data[offset : offset + cut] + data[offset + length :]
+
+
 MUTATORS: dict[str, Mutator] = {
     "bit_flips": bit_flips,
     "truncation": truncation,
@@ -312,6 +382,7 @@ MUTATORS: dict[str, Mutator] = {
     "stages": stages,
     "payload_words": payload_words,
     "model_identity": model_identity,
+    "metadata_chunks": metadata_chunks,
 }
 
 
@@ -355,10 +426,28 @@ def run_case(data: bytes) -> str:
         return outcome(exc)
     if not container_ok:
         raise AssertionError("decode_array decoded a file that read_info refused")
+    _write_outputs(data, pixels)
     info = vqz.read_info(data)
     if pixels.shape != (info.height, info.width, 3) or pixels.dtype != np.uint8:
         raise AssertionError(f"decoded {pixels.shape} {pixels.dtype} for a {info.width}x{info.height} file")
     return "decoded"
+
+
+def _write_outputs(data: bytes, pixels: np.ndarray) -> None:
+    """The decoded pixels written with the file's metadata (whatever it holds) as a TIFF, the
+    output whose writer parses the EXIF, and as a PNG; both must succeed (with warnings)."""
+    import warnings
+
+    from vqz.codec.image import encode_image_bytes
+    from vqz.codec.metadata import read_metadata
+
+    metadata = read_metadata(data)
+    if not metadata:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("TIFF", "PNG"):
+            encode_image_bytes(pixels, name, metadata)
 
 
 @dataclass(frozen=True)

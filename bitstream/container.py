@@ -4,7 +4,8 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
 
     magic          4  b"\\x89VQZ"
     version        u8 FORMAT_VERSION
-    flags          u8 bit 0: an alpha plane follows the stage payloads; other bits 0
+    flags          u8 bit 0: an alpha plane follows the stage payloads;
+                      bit 1: metadata chunks follow (EXIF, XMP, ICC profile); other bits 0
     model_id_len   u8 1..MAX_MODEL_ID
     model_id       model_id_len bytes of printable ASCII
     model_hash     8  first 8 bytes of SHA-256 of the weights file
@@ -16,7 +17,10 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     grid_width     u16
     payload_len    ULEB128 varint, num_payloads times
     alpha_len      ULEB128 varint, only when flags bit 0 is set
-    payloads       concatenated, then the alpha payload if any
+    chunk_count    u8 1..3, only when flags bit 1 is set, then per chunk:
+      chunk_tag    4 bytes: b"EXIF", b"ICCP" or b"XMP ", strictly ascending (each at most once)
+      chunk_len    ULEB128 varint, 1..the tag's cap
+    payloads       concatenated, then the alpha payload if any, then the chunks' data
     crc32          u32 over every byte before it
 
 The reader checks the CRC first (so any corruption is reported as such), then every
@@ -40,7 +44,15 @@ MAX_PAYLOADS = 64
 MAX_PAYLOAD_BYTES = 1 << 30
 MAX_GRID_SIDE = 0xFFFF
 FLAG_ALPHA = 0x01
-_KNOWN_FLAGS = FLAG_ALPHA
+FLAG_METADATA = 0x02
+_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA
+#: Metadata chunk tag -> (name of the VqzFile field, largest size in bytes), in the order they are stored.
+#: EXIF: what fits one JPEG APP1 segment after its 6-byte "Exif\0\0" prefix (65533 - 6);
+#: ICC: what fits 255 JPEG APP2 segments (255 * 65519 bytes, rounded down to 16 MB); XMP: 4 MiB.
+CHUNKS = {b"EXIF": ("exif", 65527), b"ICCP": ("icc", 16_000_000), b"XMP ": ("xmp", 4 << 20)}
+MAX_EXIF_BYTES = CHUNKS[b"EXIF"][1]
+MAX_ICC_BYTES = CHUNKS[b"ICCP"][1]
+MAX_XMP_BYTES = CHUNKS[b"XMP "][1]
 _HASH_BYTES = 8
 _CRC_BYTES = 4
 
@@ -118,22 +130,43 @@ class _Reader:
 
 @dataclass(frozen=True)
 class VqzFile:
-    """A parsed file: header, one payload per stage, and the optional alpha payload."""
+    """A parsed file: header, one payload per stage, the optional alpha payload and metadata.
+
+    ``exif`` is the raw TIFF-structured EXIF block (it starts with ``II*\\0`` or ``MM\\0*``,
+    without JPEG's ``Exif\\0\\0`` prefix), ``xmp`` the XMP packet (UTF-8), ``icc`` the ICC
+    profile the pixels are in.
+    """
 
     header: Header
     payloads: list[bytes]
     alpha: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+    icc: bytes | None = None
+
+    @property
+    def metadata_bytes(self) -> dict[str, int]:
+        """Size of each metadata chunk the file carries: ``{"exif": n, ...}``."""
+        return {name: len(getattr(self, name)) for name, _ in CHUNKS.values() if getattr(self, name) is not None}
 
 
-def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None) -> bytes:
-    """Serialize a header, its stage payloads and an optional alpha payload into ``.vqz`` bytes."""
+def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, exif: bytes | None = None,
+         xmp: bytes | None = None, icc: bytes | None = None) -> bytes:
+    """Serialize a header, its stage payloads, an optional alpha payload and optional metadata
+    chunks into ``.vqz`` bytes."""
     header.validate()
     if len(payloads) > MAX_PAYLOADS:
         raise FormatError(f"at most {MAX_PAYLOADS} payloads, got {len(payloads)}")
+    values = {"exif": exif, "xmp": xmp, "icc": icc}
+    chunks = [(tag, bytes(values[name])) for tag, (name, _) in CHUNKS.items() if values[name] is not None]
+    for tag, chunk in chunks:
+        if not 1 <= len(chunk) <= CHUNKS[tag][1]:
+            raise FormatError(f"{CHUNKS[tag][0]} chunk of {len(chunk)} bytes is outside 1..{CHUNKS[tag][1]}")
+    flags = (FLAG_ALPHA if alpha is not None else 0) | (FLAG_METADATA if chunks else 0)
     model_id = header.model_id.encode("ascii")
     parts = [
         MAGIC,
-        struct.pack("<BBB", header.version, FLAG_ALPHA if alpha is not None else 0, len(model_id)),
+        struct.pack("<BBB", header.version, flags, len(model_id)),
         model_id,
         header.model_hash,
         struct.pack("<IIBBHH", header.width, header.height, header.quality, len(payloads), header.grid_height, header.grid_width),
@@ -143,14 +176,18 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None) -> b
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise FormatError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         parts.append(_write_varint(len(payload)))
-    body = b"".join(parts) + b"".join(payloads + extra)
+    if chunks:
+        parts.append(struct.pack("<B", len(chunks)))
+        parts += [tag + _write_varint(len(chunk)) for tag, chunk in chunks]
+    body = b"".join(parts) + b"".join(payloads + extra) + b"".join(chunk for _, chunk in chunks)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def header_size(data: bytes) -> int:
     """Bytes of a valid file that are not payload (header fields and CRC)."""
     parsed = unpack_file(data)
-    return len(data) - sum(len(p) for p in parsed.payloads) - len(parsed.alpha or b"")
+    return (len(data) - sum(len(p) for p in parsed.payloads) - len(parsed.alpha or b"")
+            - sum(parsed.metadata_bytes.values()))
 
 
 def unpack(data: bytes) -> tuple[Header, list[bytes]]:
@@ -203,11 +240,29 @@ def unpack_file(data: bytes) -> VqzFile:
     lengths = [reader.varint("payload lengths") for _ in range(count + has_alpha)]
     if any(length > MAX_PAYLOAD_BYTES for length in lengths):
         raise FormatError(f"a payload length exceeds {MAX_PAYLOAD_BYTES} bytes")
+    tags: list[bytes] = []
+    if flags & FLAG_METADATA:
+        (chunk_count,) = reader.unpack("<B", "metadata chunk count")
+        if not 1 <= chunk_count <= len(CHUNKS):
+            raise FormatError(f"metadata chunk count {chunk_count} is outside 1..{len(CHUNKS)}")
+        for _ in range(chunk_count):
+            tag = reader.take(4, "metadata chunk tag")
+            if tag not in CHUNKS:
+                raise FormatError(f"unknown metadata chunk {tag!r}")
+            if tags and list(CHUNKS).index(tag) <= list(CHUNKS).index(tags[-1]):
+                raise FormatError("metadata chunks are repeated or out of order")
+            name, cap = CHUNKS[tag]
+            length = reader.varint(f"{name} chunk length")
+            if not 1 <= length <= cap:  # checked before anything is allocated
+                raise FormatError(f"{name} chunk of {length} bytes is outside 1..{cap}")
+            tags.append(tag)
+            lengths.append(length)
     remaining = end - reader.pos
     if sum(lengths) > remaining:
         raise FormatError("file is truncated (payloads shorter than declared)")
     if sum(lengths) < remaining:
         raise FormatError(f"{remaining - sum(lengths)} unexpected trailing bytes")
     payloads = [reader.take(length, "payload") for length in lengths]
-    alpha = payloads.pop() if has_alpha else None
-    return VqzFile(header, payloads, alpha)
+    metadata = {CHUNKS[tag][0]: payloads[count + has_alpha + i] for i, tag in enumerate(tags)}
+    alpha = payloads[count] if has_alpha else None
+    return VqzFile(header, payloads[:count], alpha, **metadata)

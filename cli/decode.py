@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional, Union
@@ -19,7 +20,7 @@ from vqz.cli.files import (
     refuse_terminal_output,
     write_output,
 )
-from vqz.cli.report import error, run_batch
+from vqz.cli.report import error, run_batch, warning
 from vqz.codec.image import WRITE_FORMATS
 from vqz.errors import VqzError
 
@@ -33,13 +34,19 @@ class DecodeTask:
     format_name: str  # a Pillow format name, e.g. "PNG"
 
 
-def decode_one(task: DecodeTask) -> bytes:
-    """Decode one file to the bytes of an image file (runs in a worker when --workers > 1)."""
+def decode_one(task: DecodeTask) -> tuple[bytes, tuple[str, ...]]:
+    """Decode one file to the bytes of an image file carrying the file's EXIF, XMP and ICC
+    profile, and the warnings to report (runs in a worker when --workers > 1)."""
     from vqz.api import decode_array
     from vqz.codec.image import encode_image_bytes
+    from vqz.codec.metadata import read_metadata
 
     data = task.source if isinstance(task.source, bytes) else read_input(task.source)
-    return encode_image_bytes(decode_array(data, task.stages), task.format_name)
+    pixels = decode_array(data, task.stages)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. BMP cannot carry the ICC profile
+        warnings.simplefilter("always")
+        image_bytes = encode_image_bytes(pixels, task.format_name, read_metadata(data))
+    return image_bytes, tuple(dict.fromkeys(str(w.message) for w in caught))
 
 
 def decode(
@@ -47,7 +54,9 @@ def decode(
         help=".vqz files, directories (their *.vqz, not recursive), glob patterns, or - for standard input.", metavar="INPUT",
         show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
-        "-o", "--output", help="Output image (.png, .ppm, .tif, .bmp), existing directory, or - for PNG on standard output.")] = None,
+        "-o", "--output", help="Output image (.png, .jpg, .tif, .webp, .ppm, .bmp), existing directory, or - for PNG "
+                              "on standard output. PNG, JPEG (quality 95), TIFF and WebP (lossless) outputs carry the "
+                              "file's EXIF, XMP and ICC profile.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     stages: Annotated[Optional[int], typer.Option(
         "--stages", min=1, help="Progressive decode: only the first N stages, the image the file would give at "
@@ -89,8 +98,11 @@ def decode(
         runnable.append(job)
         tasks.append(DecodeTask(source, stages, format_name))
 
-    def finish(index: int, image_bytes: bytes) -> None:
+    def finish(index: int, result: tuple[bytes, tuple[str, ...]]) -> None:
+        image_bytes, notes = result
         write_output(runnable[index].target, image_bytes, force)
+        for message in notes:
+            warning(runnable[index].label, message)
 
     failed += run_batch(decode_one, tasks, [job.label for job in runnable], finish,
                         workers=workers, quiet=quiet, description="decoding",

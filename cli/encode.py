@@ -36,6 +36,8 @@ class EncodeTask:
     target_bpp: Optional[float]
     target_psnr: Optional[float]
     max_pixels: int
+    strip: tuple[str, ...] = ()
+    srgb: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,20 +52,18 @@ class EncodeResult:
 
 def encode_one(task: EncodeTask) -> EncodeResult:
     """Encode one image (runs in a worker process when --workers > 1)."""
-    from vqz.codec.image import load_image
-    from vqz.codec.pipeline import encode_array
-    from vqz.codec.rate_control import encode_for_target
+    from vqz.codec.image import read_image
+    from vqz.codec.rate_control import encode_image
     from vqz.codec.registry import load_model
 
     weights = load_model(task.model)
     with warnings.catch_warnings(record=True) as caught:  # reported as one `vqz: warning:` line each
         warnings.simplefilter("always")
-        rgb, alpha = load_image(task.source, task.max_pixels)
+        loaded = read_image(task.source, task.max_pixels, srgb=task.srgb)
+        metadata = loaded.metadata.stripped(task.strip)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
-    if task.quality is not None:
-        data, _ = encode_array(weights, rgb, task.quality, alpha)
-        return EncodeResult(data, task.quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True, notes)
-    choice = encode_for_target(weights, rgb, target_bpp=task.target_bpp, target_psnr=task.target_psnr, alpha=alpha)
+    choice = encode_image(weights, loaded.rgb, loaded.alpha, metadata, quality=task.quality,
+                          target_bpp=task.target_bpp, target_psnr=task.target_psnr)
     return EncodeResult(choice.data, choice.quality, choice.bpp, choice.psnr, choice.met, notes)
 
 
@@ -94,8 +94,16 @@ def encode(
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse larger images (decompression-bomb guard).")] = DEFAULT_MAX_PIXELS,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Encode this many files in parallel processes.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no rate-control notes (errors and warnings stay).")] = False,
+    strip: Annotated[Optional[list[str]], typer.Option(
+        "--strip", metavar="all|exif|xmp|icc|gps",
+        help="Drop metadata (repeatable): all, exif, xmp, icc (the colour profile), or gps (only the GPS "
+             "block of the EXIF). By default EXIF, XMP and the ICC profile are kept.", show_default=False)] = None,
+    srgb: Annotated[bool, typer.Option(
+        "--srgb", help="Convert colour-managed images to sRGB first (no profile is stored). By default the "
+                       "pixels are coded in the image's own colour space and its ICC profile is kept.")] = False,
 ) -> None:
-    """Compress images to .vqz files (img.png -> img.vqz).
+    """Compress images to .vqz files (img.png -> img.vqz). EXIF (orientation applied, then set to 1),
+    XMP and the ICC profile are kept unless --strip says otherwise.
 
     Example: vqz encode photo.png -q 6 -o photo.vqz
 
@@ -109,6 +117,11 @@ def encode(
     for name, value in (("--target-bpp", target_bpp), ("--target-psnr", target_psnr)):
         if value is not None and not value > 0:  # also refuses nan
             raise typer.BadParameter(f"{value} is not a positive number", param_hint=f"'{name}'")
+    from vqz.codec.metadata import STRIP_CHOICES
+
+    for choice in strip or []:
+        if choice not in STRIP_CHOICES:
+            raise typer.BadParameter(f"{choice!r} is not one of {', '.join(STRIP_CHOICES)}", param_hint="'--strip'")
     files, problems = expand_inputs(inputs, lambda path: path.suffix.lower() in image_suffixes(), "image files")
     try:
         jobs, clashes = plan_jobs(files, output, ".vqz")
@@ -160,7 +173,8 @@ def encode(
     except VqzError as exc:
         error(STDIN_LABEL, str(exc))
         raise typer.Exit(1)
-    tasks = [EncodeTask(source, model, quality, target_bpp, target_psnr, max_pixels) for source in sources]
+    tasks = [EncodeTask(source, model, quality, target_bpp, target_psnr, max_pixels, tuple(strip or ()), srgb)
+             for source in sources]
     failed += run_batch(encode_one, tasks, [job.label for job in runnable], finish,
                         workers=workers, quiet=quiet, description="encoding",
                         preload=["vqz.codec.pipeline", "vqz.codec.rate_control", "vqz.codec.registry"])

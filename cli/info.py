@@ -18,7 +18,8 @@ def info(
     file: Annotated[Path, typer.Argument(help="A .vqz file, or - for standard input.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show format version, model, size, quality, payload sizes, header bytes and bpp (no decoding).
+    """Show format version, model, size, quality, payload sizes, header bytes, bpp and the metadata
+    the file carries (EXIF, XMP, ICC sizes; camera, date, GPS) without decoding or loading a model.
 
     The quality is the level the file was made at; with --target-bpp / --target-psnr, the level chosen.
 
@@ -44,6 +45,10 @@ def info(
         ("header bytes", details.header_bytes),
         ("total bytes", details.total_bytes),
         ("bpp", f"{details.bpp:.4f}"),
+        ("metadata", ", ".join(f"{name.upper()} {size} B" for name, size in details.metadata_bytes.items()) or "none"),
     ]
+    if "exif" in details.metadata_bytes:
+        camera = " ".join(part for part in (details.camera_make, details.camera_model) if part)
+        rows += [("camera", camera or "-"), ("date", details.date or "-"), ("GPS", "yes" if details.gps else "no")]
     for name, value in rows:
         typer.echo(f"{name:>15}: {value}")

@@ -12,10 +12,15 @@ Every array here is ``(H, W, 3) uint8`` RGB. What happens to an input image:
 * 16-bit grayscale (``I;16*``, ``I``): scaled to 8 bits with rounding
   (``round(v * 255 / 65535)``) and a ``UserWarning``; 16-bit colour images, which Pillow
   itself reduces to 8 bits when it reads them, get the same warning; 32-bit float: ``ImageError``;
-* an embedded ICC profile that is not sRGB: converted to sRGB with LittleCMS
-  (``PIL.ImageCms``); an unreadable profile is ignored with a warning;
+* an embedded ICC profile: :func:`read_image` keeps an RGB image's pixels in their own
+  colour space and returns the profile with them (as JPEG, WebP and AVIF do), unless
+  ``srgb=True``; a profile for another colour space than the pixels' (a grayscale or CMYK
+  image, converted to RGB here), or ``srgb=True``, or the pixels-only readers
+  (:func:`load_image`, :func:`to_rgb_array`): converted to sRGB with LittleCMS
+  (``PIL.ImageCms``) and the profile dropped; an unreadable profile is ignored with a warning;
 * grayscale, palette, CMYK (Adobe-inverted JPEGs included), YCbCr: converted to RGB;
-* the EXIF orientation tag is applied last (orientation 5..8 swap width and height).
+* the EXIF orientation tag is applied last (orientation 5..8 swap width and height); the
+  metadata :func:`read_image` returns then says orientation 1 (see :mod:`vqz.codec.metadata`).
 """
 
 from __future__ import annotations
@@ -28,18 +33,24 @@ import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vqz.codec import metadata as _metadata
+from vqz.codec.metadata import Metadata
 from vqz.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 megapixels; raise with the CLI's --max-pixels
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
-WRITE_FORMATS = {".png": "PNG", ".ppm": "PPM", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+WRITE_FORMATS = {".png": "PNG", ".ppm": "PPM", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".jpg": "JPEG",
+                 ".jpeg": "JPEG", ".webp": "WEBP"}
+#: Pillow save options per output format: JPEG at a high quality (a decoded image is final), WebP lossless.
+WRITE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}
 
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -156,10 +167,23 @@ def _orientation(image: Image.Image) -> int:
     return value if value in _ORIENTATION else 1
 
 
-def _from_pil(image: Image.Image, keep_alpha: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any Pillow image -> ((H, W, 3) uint8 sRGB, (H, W) uint8 alpha or None), upright.
+@dataclass(frozen=True)
+class LoadedImage:
+    """An input image: (H, W, 3) uint8 RGB, (H, W) uint8 alpha or None, and its metadata
+    (EXIF with orientation 1, XMP, and the ICC profile the pixels are in, if any)."""
 
-    With ``keep_alpha=False`` an image with transparency is an ImageError.
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    metadata: Metadata
+
+
+def _from_pil(image: Image.Image, keep_alpha: bool = False, srgb: bool = True,
+              with_metadata: bool = False) -> tuple[np.ndarray, np.ndarray | None, Metadata]:
+    """Any Pillow image -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None, metadata), upright.
+
+    With ``keep_alpha=False`` an image with transparency is an ImageError. With ``srgb``
+    the pixels are converted to sRGB and no profile is returned; else an RGB image keeps
+    its colour space and its profile. Metadata is only read ``with_metadata``.
     """
     if getattr(image, "is_animated", False):
         warnings.warn(ANIMATED_WARNING, UserWarning, stacklevel=3)
@@ -167,6 +191,7 @@ def _from_pil(image: Image.Image, keep_alpha: bool = False) -> tuple[np.ndarray,
     image.load()
     icc = image.info.get("icc_profile")
     orientation = _orientation(image)
+    found = _metadata.from_pil(image) if with_metadata else Metadata()
     mode = image.mode
     alpha = None
     if mode in ALPHA_MODES or "transparency" in image.info:
@@ -189,7 +214,10 @@ def _from_pil(image: Image.Image, keep_alpha: bool = False) -> tuple[np.ndarray,
         warnings.warn(SIXTEEN_BIT_WARNING, UserWarning, stacklevel=3)
     if image.mode in ("P", "1"):
         image = image.convert("RGB" if image.mode == "P" else "L")
-    if icc:
+    kept_icc = None
+    if icc and not srgb and image.mode == "RGB" and found.icc and _metadata.check_icc(found.icc) == "RGB":
+        kept_icc = found.icc  # the pixels stay in this colour space; the profile travels with them
+    elif icc:
         image = _to_srgb(image, icc)
     if image.mode != "RGB":
         try:
@@ -199,29 +227,51 @@ def _from_pil(image: Image.Image, keep_alpha: bool = False) -> tuple[np.ndarray,
     if orientation != 1:
         image = image.transpose(_ORIENTATION[orientation])
         alpha = None if alpha is None else alpha.transpose(_ORIENTATION[orientation])
-    return np.asarray(image, dtype=np.uint8), None if alpha is None else np.asarray(alpha, dtype=np.uint8)
+    found = _metadata.upright(replace_icc(found, kept_icc), orientation)
+    rgb = np.asarray(image, dtype=np.uint8)
+    return rgb, None if alpha is None else np.asarray(alpha, dtype=np.uint8), found
 
 
-def _read(stream: IO[bytes], max_pixels: int, keep_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def replace_icc(metadata: Metadata, icc: bytes | None) -> Metadata:
+    return Metadata(metadata.exif, metadata.xmp, icc)
+
+
+def _read(stream: IO[bytes], max_pixels: int, keep_alpha: bool, srgb: bool,
+          with_metadata: bool) -> tuple[np.ndarray, np.ndarray | None, Metadata]:
     with Image.open(stream) as image:  # parses the header only
         check_pixels(image.width, image.height, max_pixels)
-        return _from_pil(image, keep_alpha)
+        return _from_pil(image, keep_alpha, srgb, with_metadata)
 
 
 def to_rgb_array(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """``source`` as a (H, W, 3) uint8 RGB array; images with transparency are refused."""
+    """``source`` as a (H, W, 3) uint8 sRGB array; images with transparency are refused."""
     return load_image(source, max_pixels, keep_alpha=False)[0]
 
 
 def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS,
                keep_alpha: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return ``source`` as ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None).
+    """Return ``source`` as ((H, W, 3) uint8 sRGB, (H, W) uint8 alpha or None), without its
+    metadata (so colour-managed pixels are converted to sRGB); see :func:`read_image`."""
+    loaded = _load(source, max_pixels, keep_alpha, srgb=True, with_metadata=False)
+    return loaded.rgb, loaded.alpha
+
+
+def read_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, *, keep_alpha: bool = True,
+               srgb: bool = False) -> LoadedImage:
+    """``source`` as a :class:`LoadedImage`: pixels, alpha, and metadata (EXIF, XMP, ICC).
 
     ``source``: a path, the bytes of an image file, a PIL image or an (H, W, 3) / (H, W, 4)
-    / (H, W) uint8 array (the 4th channel is alpha). Files and PIL images larger than ``max_pixels`` pixels are refused
-    before their pixels are decoded. Raises ``ImageError`` for anything unreadable or
-    unsupported; warns (``UserWarning``) when it drops frames or bits.
+    / (H, W) uint8 array (the 4th channel is alpha; arrays carry no metadata). Files and
+    PIL images larger than ``max_pixels`` pixels are refused before their pixels are
+    decoded. An RGB image with an ICC profile keeps its colour space and returns the
+    profile, unless ``srgb`` (then it is converted to sRGB, no profile). Raises
+    ``ImageError`` for anything unreadable or unsupported; warns (``UserWarning``, one
+    line each) when it drops frames, bits or malformed metadata.
     """
+    return _load(source, max_pixels, keep_alpha, srgb=srgb, with_metadata=True)
+
+
+def _load(source: ImageInput, max_pixels: int, keep_alpha: bool, srgb: bool, with_metadata: bool) -> LoadedImage:
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8:
             raise ImageError(f"arrays must be uint8, got {source.dtype}")
@@ -230,13 +280,13 @@ def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS,
         if source.ndim == 3 and source.shape[2] == 4 and 0 not in source.shape:
             if not keep_alpha:
                 raise ImageError("(H, W, 4) array: alpha channel is not supported here")
-            return np.ascontiguousarray(source[:, :, :3]), np.ascontiguousarray(source[:, :, 3])
+            return LoadedImage(np.ascontiguousarray(source[:, :, :3]), np.ascontiguousarray(source[:, :, 3]), Metadata())
         if source.ndim != 3 or source.shape[2] != 3 or 0 in source.shape:
             raise ImageError(f"arrays must have shape (H, W, 3) or (H, W, 4), got {source.shape}")
-        return np.ascontiguousarray(source), None
+        return LoadedImage(np.ascontiguousarray(source), None, Metadata())
     if isinstance(source, Image.Image):
         check_pixels(source.width, source.height, max_pixels)
-        return _decoding(lambda: _from_pil(source, keep_alpha))
+        return _decoding(lambda: _from_pil(source, keep_alpha, srgb, with_metadata))
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
     if isinstance(source, bytes):
@@ -249,28 +299,52 @@ def load_image(source: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS,
         except OSError as exc:
             raise ImageError(f"cannot open: {exc.strerror or exc}") from None
     with stream:
-        return _decoding(lambda: _read_file(stream, max_pixels, keep_alpha))
+        return _decoding(lambda: _read_file(stream, max_pixels, keep_alpha, srgb, with_metadata))
 
 
-def _read_file(stream: IO[bytes], max_pixels: int, keep_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
+_Read = tuple[np.ndarray, np.ndarray | None, Metadata]
+
+
+def _read_file(stream: IO[bytes], max_pixels: int, keep_alpha: bool, srgb: bool, with_metadata: bool) -> _Read:
     if not stream.read(1):
         raise ImageError("empty file")
     stream.seek(0)
     try:
-        return _read(stream, max_pixels, keep_alpha)
+        return _read(stream, max_pixels, keep_alpha, srgb, with_metadata)
     except Image.DecompressionBombError:
         pass
+    except ValueError as exc:  # Pillow's PNG reader refuses more than 64 MB of text chunks (a huge XMP)
+        if "MAX_TEXT_MEMORY" not in str(exc):
+            raise
+        stream.seek(0)
+        with _png_text_limit_lifted():
+            return _read(stream, max_pixels, keep_alpha, srgb, with_metadata)
     stream.seek(0)
     with _pillow_guard_lifted():
-        return _read(stream, max_pixels, keep_alpha)
+        return _read(stream, max_pixels, keep_alpha, srgb, with_metadata)
 
 
-def _decoding(read: Callable[[], tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+@contextlib.contextmanager
+def _png_text_limit_lifted() -> Iterator[None]:
+    """Pillow's cap on a PNG's text chunks lifted for one read (under the lock, then restored):
+    the pixels must not be refused for their metadata, which is then dropped over our own cap."""
+    from PIL import PngImagePlugin
+
+    with _GUARD_LOCK:
+        saved = PngImagePlugin.MAX_TEXT_MEMORY
+        PngImagePlugin.MAX_TEXT_MEMORY = 1 << 62
+        try:
+            yield
+        finally:
+            PngImagePlugin.MAX_TEXT_MEMORY = saved
+
+
+def _decoding(read: Callable[[], _Read]) -> LoadedImage:
     """Run ``read`` turning what Pillow raises on bad files into one clear ImageError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return read()
+            return LoadedImage(*read())
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -284,7 +358,7 @@ def _decoding(read: Callable[[], tuple[np.ndarray, np.ndarray | None]]) -> tuple
 
 
 #: Output formats that cannot store an alpha channel.
-NO_ALPHA_FORMATS = frozenset({"PPM"})
+NO_ALPHA_FORMATS = frozenset({"PPM", "JPEG"})
 
 
 def _pil_from_array(array: np.ndarray, format_name: str) -> Image.Image:
@@ -296,8 +370,20 @@ def _pil_from_array(array: np.ndarray, format_name: str) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def encode_image_bytes(array: np.ndarray, format_name: str = "PNG") -> bytes:
-    """A (H, W, 3|4) uint8 array as the bytes of an image file of ``format_name``."""
-    buffer = io.BytesIO()
-    _pil_from_array(array, format_name).save(buffer, format=format_name)
+def encode_image_bytes(array: np.ndarray, format_name: str = "PNG", metadata: Metadata | None = None) -> bytes:
+    """A (H, W, 3|4) uint8 array as the bytes of an image file of ``format_name``, carrying
+    ``metadata`` (EXIF, XMP, ICC profile) where the format can (a warning for what it cannot)."""
+    image = _pil_from_array(array, format_name)
+    plain = WRITE_OPTIONS.get(format_name, {})
+    try:
+        options = {**plain, **_metadata.save_options(metadata, format_name)}
+        buffer = io.BytesIO()
+        image.save(buffer, format=format_name, **options)
+    except Exception as exc:  # a malformed block Pillow's writer chokes on: the pixels still go out
+        if not metadata:
+            raise
+        warnings.warn(f"cannot write the image's metadata into {format_name} ({type(exc).__name__}: {exc}); "
+                      "written without it", UserWarning, stacklevel=2)
+        buffer = io.BytesIO()
+        image.save(buffer, format=format_name, **plain)
     return buffer.getvalue()

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vqz.bitstream import pack, unpack_file
+from vqz.codec.metadata import Metadata, attach
 
 if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
 
-__all__ = ["QualityLadder", "RateChoice", "choose_for_bpp", "choose_for_psnr", "encode_for_target", "psnr"]
+__all__ = ["QualityLadder", "RateChoice", "choose_for_bpp", "choose_for_psnr", "encode_for_target", "encode_image",
+           "psnr"]
 
 
 def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -65,13 +67,16 @@ class QualityLadder:
     and cached, so asking for the same level twice costs nothing.
     """
 
-    def __init__(self, weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    def __init__(self, weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None,
+                 metadata: Metadata | None = None) -> None:
         from vqz.codec.pipeline import encode_array, quality_range
 
         self.weights = weights
         self.rgb = rgb
         self.levels = quality_range(weights)
+        self.metadata = metadata or Metadata()
         full, _ = encode_array(weights, rgb, self.levels[-1], alpha)
+        full = attach(full, self.metadata)
         parsed = unpack_file(full)
         self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
         self._files: dict[int, bytes] = {self.levels[-1]: full}
@@ -86,7 +91,8 @@ class QualityLadder:
         if quality not in self.levels:
             raise ValueError(f"quality must be in {self.levels.start}..{self.levels.stop - 1}, got {quality}")
         if quality not in self._files:
-            self._files[quality] = pack(replace(self._header, quality=quality), self._payloads[:quality], self._alpha)
+            self._files[quality] = pack(replace(self._header, quality=quality), self._payloads[:quality], self._alpha,
+                                        **self.metadata.chunks())
         return self._files[quality]
 
     def bpp(self, quality: int) -> float:
@@ -133,12 +139,28 @@ def choose_for_psnr(ladder: QualityLadder, target_psnr: float) -> RateChoice:
 
 def encode_for_target(
     weights: LoadedWeights, rgb: np.ndarray, *, target_bpp: float | None = None, target_psnr: float | None = None,
-    alpha: np.ndarray | None = None,
+    alpha: np.ndarray | None = None, metadata: Metadata | None = None,
 ) -> RateChoice:
-    """Encode (H, W, 3) uint8 ``rgb`` (+ optional alpha plane) for exactly one of ``target_bpp`` or ``target_psnr``."""
+    """Encode (H, W, 3) uint8 ``rgb`` (+ optional alpha plane and metadata chunks, counted in
+    the size) for exactly one of ``target_bpp`` or ``target_psnr``."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
-    ladder = QualityLadder(weights, rgb, alpha)
+    ladder = QualityLadder(weights, rgb, alpha, metadata)
     if target_bpp is not None:
         return choose_for_bpp(ladder, target_bpp)
     return choose_for_psnr(ladder, target_psnr)
+
+
+def encode_image(
+    weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None, metadata: Metadata | None = None, *,
+    quality: int | None = None, target_bpp: float | None = None, target_psnr: float | None = None,
+) -> RateChoice:
+    """Encode at a fixed ``quality`` or for one target (the entry point of the CLI and the API);
+    ``metadata`` travels in the file's chunks and counts in its size."""
+    if quality is None:
+        return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr, alpha=alpha,
+                                 metadata=metadata)
+    from vqz.codec.pipeline import encode_array
+
+    data = attach(encode_array(weights, rgb, quality, alpha)[0], metadata)
+    return RateChoice(data, quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True)

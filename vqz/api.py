@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import operator
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -23,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from vqz.bitstream import unpack, unpack_file
-from vqz.codec.image import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from vqz.codec import metadata as _metadata
+from vqz.codec.image import DEFAULT_MAX_PIXELS, ImageInput, read_image
 from vqz.errors import FormatError
 
 if TYPE_CHECKING:
@@ -57,7 +59,10 @@ class VqzInfo:
 
     ``quality`` is the level the file was made at (with rate control: the level chosen);
     ``stages`` is the number of payloads; ``payload_bytes`` their sizes, stage 0 first;
-    ``header_bytes`` everything else (header fields and CRC).
+    ``header_bytes`` everything else (header fields and CRC). ``metadata_bytes``: the size of
+    each metadata chunk (``exif``, ``xmp``, ``icc``); ``camera_make``, ``camera_model``,
+    ``date`` (DateTimeOriginal, else DateTime) and ``gps`` (a GPS block is present) come
+    from the EXIF chunk.
     """
 
     format_version: int
@@ -74,6 +79,11 @@ class VqzInfo:
     header_bytes: int
     total_bytes: int
     bpp: float
+    metadata_bytes: dict[str, int] = field(default_factory=dict)
+    camera_make: str | None = None
+    camera_model: str | None = None
+    date: str | None = None
+    gps: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -124,6 +134,11 @@ def encode(
     target_psnr: float | None = None,
     model: ModelInput = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    strip: Iterable[str] = (),
+    srgb: bool = False,
+    exif: bytes | None = None,
+    xmp: bytes | str | None = None,
+    icc_profile: bytes | None = None,
 ) -> bytes:
     """Compress an image to the bytes of a ``.vqz`` file.
 
@@ -136,19 +151,36 @@ def encode(
     decoded image reaches this PSNR in dB, else the best quality); the level used is in
     ``read_info(data).quality``. ``max_pixels`` refuses larger image files (a
     decompression-bomb guard; ``ImageError``).
+
+    Metadata: the image's EXIF (orientation set to 1, as the pixels are turned upright),
+    XMP and ICC profile are kept, the pixels staying in the profile's colour space;
+    ``srgb=True`` converts them to sRGB instead (no profile kept). ``strip`` drops some:
+    any of ``"all"``, ``"exif"``, ``"xmp"``, ``"icc"``, ``"gps"`` (the EXIF's GPS block).
+    ``exif``, ``xmp``, ``icc_profile`` replace the image's own (``b""``: none). Malformed or
+    oversized metadata is dropped with a ``UserWarning``.
     """
     if sum(x is not None for x in (quality, target_bpp, target_psnr)) > 1:
         raise ValueError("give at most one of quality, target_bpp and target_psnr")
+    if isinstance(strip, str):
+        strip = (strip,)
+    strip = tuple(strip)
+    if set(strip) - set(_metadata.STRIP_CHOICES):
+        raise ValueError(f"strip takes {', '.join(_metadata.STRIP_CHOICES)}, got {strip!r}")
     weights = _weights(model)
-    rgb, alpha = load_image(image, max_pixels)
-    if target_bpp is not None or target_psnr is not None:
-        from vqz.codec.rate_control import encode_for_target
+    loaded = read_image(image, max_pixels, srgb=srgb)
+    metadata = loaded.metadata
+    given = _metadata.checked(exif, xmp, icc_profile)
+    for name, value in (("exif", exif), ("xmp", xmp), ("icc", icc_profile)):
+        if value is not None:
+            metadata = replace(metadata, **{name: getattr(given, name)})
+    metadata = metadata.stripped(strip)
+    from vqz.codec.rate_control import encode_image
 
-        return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr, alpha=alpha).data
-    from vqz.codec.pipeline import encode_array
-
-    data, _ = encode_array(weights, rgb, DEFAULT_QUALITY if quality is None else operator.index(quality), alpha)
-    return data
+    if quality is None and target_bpp is None and target_psnr is None:
+        quality = DEFAULT_QUALITY
+    return encode_image(weights, loaded.rgb, loaded.alpha, metadata,
+                        quality=None if quality is None else operator.index(quality),
+                        target_bpp=target_bpp, target_psnr=target_psnr).data
 
 
 def decode_array(data: VqzInput, stages: int | None = None) -> np.ndarray:
@@ -171,9 +203,29 @@ def decode_array(data: VqzInput, stages: int | None = None) -> np.ndarray:
 
 
 def decode(data: VqzInput, stages: int | None = None) -> Image.Image:
-    """A ``.vqz`` file (bytes or path) -> an RGB (or RGBA) PIL image; ``stages`` as in :func:`decode_array`."""
-    pixels = decode_array(data, stages)
-    return Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
+    """A ``.vqz`` file (bytes or path) -> an RGB (or RGBA) PIL image; ``stages`` as in :func:`decode_array`.
+
+    The file's metadata is in ``image.info`` as Pillow's readers put it: ``"exif"`` (with the
+    ``Exif\\0\\0`` prefix, as from a JPEG), ``"xmp"`` (bytes) and ``"icc_profile"``; so
+    ``image.save("x.jpg", exif=image.info["exif"], ...)`` works for every Pillow format.
+    """
+    raw = _read_vqz(data)
+    pixels = decode_array(raw, stages)
+    image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
+    image.info.update(pillow_info(_metadata.read_metadata(raw)))
+    return image
+
+
+def pillow_info(metadata: _metadata.Metadata) -> dict[str, bytes]:
+    """Metadata as the ``image.info`` keys of Pillow's own formats."""
+    info = {}
+    if metadata.exif:
+        info["exif"] = _metadata.EXIF_PREFIX + metadata.exif
+    if metadata.xmp:
+        info["xmp"] = metadata.xmp
+    if metadata.icc:
+        info["icc_profile"] = metadata.icc
+    return info
 
 
 def read_info(data: VqzInput) -> VqzInfo:
@@ -183,6 +235,7 @@ def read_info(data: VqzInput) -> VqzInfo:
     header, payloads = parsed.header, parsed.payloads
     sizes = [len(p) for p in payloads]
     alpha_bytes = len(parsed.alpha) if parsed.alpha is not None else 0
+    chunks = parsed.metadata_bytes
     return VqzInfo(
         format_version=header.version,
         model_id=header.model_id,
@@ -195,7 +248,9 @@ def read_info(data: VqzInput) -> VqzInfo:
         grid_width=header.grid_width,
         payload_bytes=sizes,
         alpha_bytes=alpha_bytes,
-        header_bytes=len(raw) - sum(sizes) - alpha_bytes,
+        header_bytes=len(raw) - sum(sizes) - alpha_bytes - sum(chunks.values()),
         total_bytes=len(raw),
         bpp=8 * len(raw) / (header.width * header.height),
+        metadata_bytes=chunks,
+        **_metadata.exif_summary(parsed.exif),  # type: ignore[arg-type]
     )

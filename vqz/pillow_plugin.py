@@ -9,13 +9,18 @@
 Opening parses and verifies the whole container (magic, version, CRC-32, every field,
 see docs/FORMAT.md) with :func:`vqz.bitstream.unpack`, so ``Image.open`` is cheap and needs
 neither torch nor the model; ``load()`` decodes with the model that wrote the file.
-``im.info`` holds ``quality``, ``stages`` and ``model_id`` from the header.
+``im.info`` holds ``quality``, ``stages`` and ``model_id`` from the header, and the file's
+metadata as Pillow's own formats put it: ``exif`` (with the ``Exif\\0\\0`` prefix, as from
+a JPEG), ``xmp`` (bytes) and ``icc_profile``.
 
 Saving takes ``quality`` (1 .. the model's number of stages, default
 ``vqz.DEFAULT_QUALITY``) or one of ``target_bpp`` / ``target_psnr`` (see
 :mod:`vqz.codec.rate_control`), and ``model`` (an id or a weights file). Images are
 stored as 8-bit RGB: grayscale, palette and CMYK images are converted; images with alpha
 or more than 8 bits per sample raise ``OSError`` (Pillow's ``cannot write mode``).
+Metadata: ``exif``, ``xmp`` and ``icc_profile`` arguments are written (``b""``: none);
+without them the image's own (``im.info``) are kept; ``strip`` and ``srgb`` as in
+:func:`vqz.encode`.
 
 Errors follow Pillow's conventions: a file without the ``.vqz`` magic is not claimed
 (``UnidentifiedImageError``); a ``.vqz`` file that is corrupt, truncated or of an unknown
@@ -71,6 +76,10 @@ class VqzImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = "RGB" if parsed.alpha is None else "RGBA"
         self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
+        from vqz.api import pillow_info
+        from vqz.codec.metadata import Metadata
+
+        self.info.update(pillow_info(Metadata(parsed.exif, parsed.xmp, parsed.icc)))
         tile = ("vqz", (0, 0, *self._size), 0, ())
         self.tile = [_Tile(*tile) if _Tile is not None else tile]
 
@@ -107,7 +116,11 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             levels = quality_levels(model)
             if isinstance(quality, bool) or not isinstance(quality, int) or quality not in levels:
                 raise ValueError(f"quality must be an integer in {levels.start}..{levels.stop - 1}, got {quality!r}")
-        data = encode(im, quality, target_bpp=targets["target_bpp"], target_psnr=targets["target_psnr"], model=model)
+        metadata = {key: options[key] for key in ("exif", "xmp", "icc_profile") if options.get(key) is not None}
+        if isinstance(metadata.get("exif"), Image.Exif):
+            metadata["exif"] = metadata["exif"].tobytes()
+        data = encode(im, quality, target_bpp=targets["target_bpp"], target_psnr=targets["target_psnr"], model=model,
+                      strip=options.get("strip", ()), srgb=bool(options.get("srgb", False)), **metadata)
     except ImageError as exc:
         raise OSError(f"cannot write mode {im.mode} as {FORMAT}: {exc}") from exc
     except VqzError as exc:
