@@ -14,6 +14,7 @@ setting: another thread count could round the convolutions differently and chang
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -28,6 +29,7 @@ CODING_THREADS = 2
 #: Graph roles and the prefix of the safetensors tensors each one uses.
 ROLES = {"analysis": "g_a.", "synthesis": "g_s."}
 SHA_KEY = "vqz.weights_sha256"
+EXTERNAL_KEY = "vqz.external"
 #: Weights larger than this are external initializers (their data comes from the safetensors
 #: file); smaller ones (GDN's scalar bounds and pedestals) are embedded in the graph, where the
 #: exporter may merge equal ones.
@@ -111,7 +113,9 @@ class Transform:
         except OSError:
             raise ModelError(f"model graph {self.path} is missing (write it with `vqz export-model`)") from None
         try:
-            recorded = graph_metadata(model_bytes).get(SHA_KEY)
+            props = graph_metadata(model_bytes)
+            recorded = props.get(SHA_KEY)
+            names = json.loads(props.get(EXTERNAL_KEY, "null"))
         except (ValueError, UnicodeDecodeError):
             raise ModelError(f"model graph {self.path} is not a valid ONNX file") from None
         if recorded != self._sha:
@@ -127,7 +131,8 @@ class Transform:
         options.log_severity_level = 3
         # idle worker threads sleep instead of spinning: the machine is shared with the caller
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        names = sorted(self._tensors)
+        if not isinstance(names, list) or not set(names) <= set(self._tensors):
+            raise ModelError(f"model graph {self.path} names weights that the weights file lacks")
         values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(self._tensors[n])) for n in names]
         options.add_external_initializers(names, values)
         try:

@@ -9,9 +9,10 @@ weights file keeps its safetensors name and, unless it is a scalar of at most
 pointing at the tensor's bytes inside the safetensors file (location, offset, length); the
 runtime supplies the data from the loaded weights (:mod:`vqz.codec.engine`). The export
 checks that each initializer named after a weight equals it byte for byte, that the graph
-takes exactly the weights of its transform, and that no other large constant (a copy of a
+takes only weights of its transform, and that no other large constant (a copy of a
 weight) is left in the graph. Graph metadata: ``vqz.weights_sha256``
-(SHA-256 of the weights file, checked by the runtime), ``vqz.model_id``, ``vqz.role``,
+(SHA-256 of the weights file, checked by the runtime), ``vqz.external`` (JSON list of the
+external initializers, which the runtime supplies), ``vqz.model_id``, ``vqz.role``,
 ``vqz.config``, ``vqz.exporter``.
 
 GDN: CompressAI reparametrises beta and gamma through ``LowerBound``, an autograd function
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vqz.codec.engine import MAX_EMBEDDED_BYTES, ROLES, SHA_KEY, external_tensors, graph_path
+from vqz.codec.engine import EXTERNAL_KEY, MAX_EMBEDDED_BYTES, ROLES, SHA_KEY, external_tensors, graph_path
 from vqz.errors import ModelError
 
 OPSET = 17
@@ -130,12 +131,14 @@ def export_graph(model: nn.Module, role: str, weights_path: Path, tensors: dict[
             used.add(init.name)
         elif len(init.raw_data) > MAX_EMBEDDED_BYTES or len(init.float_data) * 4 > MAX_EMBEDDED_BYTES:
             raise ModelError(f"the {role} graph embeds a constant {init.name} that is not a weight")
-    expected_names = set(external_tensors(tensors, role))
-    if used != expected_names:
-        raise ModelError(f"the {role} graph uses {sorted(used ^ expected_names)} unlike the weights file")
+    # the exporter merges initializers of equal value (e.g. two GDNs fresh from initialisation),
+    # so a graph may use a subset of its transform's weights; the runtime supplies those it names
+    extra = used - set(external_tensors(tensors, role))
+    if extra or not used:
+        raise ModelError(f"the {role} graph uses {sorted(extra)} unlike the weights file")
     del graph.metadata_props[:]
     props = {SHA_KEY: metadata["sha256"], "vqz.model_id": metadata["model_id"], "vqz.role": role,
-             "vqz.config": metadata["config"],
+             "vqz.config": metadata["config"], EXTERNAL_KEY: json.dumps(sorted(used)),
              "vqz.exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False), opset {OPSET}"}
     for key, value_text in props.items():
         entry = graph.metadata_props.add()
