@@ -46,6 +46,9 @@ def bench(
 
     Example: vqz bench --dataset kodak --codecs vqz,jpeg,webp,avif --reference /path/to/kodak-published
     """
+    from vqz.cli.extras import require
+
+    require("bench", "bench")
     from vqz.benchmarks.datasets import resolve_dataset
     from vqz.benchmarks.registry import parse_codec_list
     from vqz.benchmarks.report import write_report
@@ -80,6 +83,9 @@ def bench_speed(
 
     Example: vqz bench-speed --codecs vqz,hyperprior-untrained --sizes 3840x2160,7680x4320
     """
+    from vqz.cli.extras import require
+
+    require("bench-speed", "bench")
     from vqz.benchmarks.registry import parse_codec_list
     from vqz.benchmarks.speed import SpeedResult, parse_sizes, run_speed
 

@@ -1,6 +1,6 @@
 """The ``vqz`` command line: one typer app, one module per command.
 
-Command modules import torch and the model only inside the commands, so ``vqz --help``
+Command modules import the model (ONNX Runtime, never torch) only inside the commands, so ``vqz --help``
 and shell completion (``vqz --install-completion``) answer without loading them.
 """
 

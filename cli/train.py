@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from vqz.cli.extras import require
 from vqz.cli.report import error, warning
 from vqz.errors import VqzError
 
@@ -34,6 +35,7 @@ def train(
 
     Example: vqz train configs/default.toml --resume
     """
+    require("train")
     overrides = {k: v for k, v in {"steps": steps, "out": out, "data": data, "lr": lr}.items() if v is not None}
     try:
         family = _family(config)
@@ -71,32 +73,54 @@ def _family(config: Path) -> str | None:
 
 
 def export_model(
-    run: Annotated[Path, typer.Argument(help="Run folder of a finished training (holds checkpoint.safetensors).", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
+    run: Annotated[Path, typer.Argument(help="Run folder of a finished training (holds checkpoint.safetensors), "
+                                              "or a weights file (.safetensors) whose graphs to (re)write.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Weights file to write (.safetensors); not with a weights file.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Count indices on at most N training images.")] = None,
 ) -> None:
-    """Freeze the entropy tables (index counts over the training split) into shippable weights.
+    """Freeze the entropy tables into shippable weights and export the transforms the runtime runs.
+
+    From a run folder: writes the weights (-o) with the entropy tables (index counts over the training split), then
+    the ONNX graphs of the analysis and synthesis transforms beside them (<stem>.analysis.onnx, <stem>.synthesis.onnx;
+    they hold no weights, see docs/RUNTIME.md). Given a weights file instead, writes only its graphs (the weights
+    file, and so the model's identity, is left as it is).
 
     A baseline run (config with `family`) gets CompressAI's CDF tables built and is written where the benchmark reads it: -o benchmarks/baselines/<family>-<lmbda>.safetensors.
 
     Example: vqz export-model runs/default -o codec/weights/vqz-rvq8-f8.safetensors
-    """
-    try:
-        settings = json.loads((run / "train_config.json").read_text())
-        started = time.time()
-        if "family" in settings:
-            if limit is not None:
-                raise typer.BadParameter("does not apply to baseline runs", param_hint="--limit")
-            from vqz.codec.train_baseline import export_baseline
 
-            info = export_baseline(run, output)
-            if info.steps < info.config_steps:
-                warning(run, f"the run stopped at step {info.steps} of {info.config_steps}: exported anyway")
+    Example: vqz export-model codec/weights/vqz-rvq8-f8.safetensors
+    """
+    require("export-model")
+    started = time.time()
+    try:
+        if run.suffix == ".safetensors":
+            if output is not None or limit is not None:
+                raise typer.BadParameter("-o and --limit apply to a run folder, not to a weights file", param_hint="RUN")
+            weights = run
         else:
+            if output is None:
+                raise typer.BadParameter("a run folder needs the weights file to write", param_hint="'-o' / '--output'")
+            settings = json.loads((run / "train_config.json").read_text())
+            if "family" in settings:
+                if limit is not None:
+                    raise typer.BadParameter("does not apply to baseline runs", param_hint="--limit")
+                from vqz.codec.train_baseline import export_baseline
+
+                info = export_baseline(run, output)
+                if info.steps < info.config_steps:
+                    warning(run, f"the run stopped at step {info.steps} of {info.config_steps}: exported anyway")
+                typer.echo(f"wrote {output} in {time.time() - started:.0f} s")
+                return
             from vqz.codec.finalize import finalize
 
             finalize(run / "checkpoint.safetensors", output, Path(settings["data"]), settings["validation_fraction"], limit=limit)
+            weights = output
+        from vqz.codec.export import export_graphs
+
+        graphs = export_graphs(weights)
     except (VqzError, OSError, KeyError, ValueError) as exc:
         error(run, str(exc))
         raise typer.Exit(1)
-    typer.echo(f"wrote {output} in {time.time() - started:.0f} s")
+    typer.echo(f"wrote {', '.join(str(p) for p in ([] if weights == run else [weights]) + graphs)} "
+               f"in {time.time() - started:.0f} s")

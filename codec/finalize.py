@@ -20,7 +20,7 @@ from vqz.codec.config import ModelConfig
 from vqz.codec.data import is_validation, list_images, load_rgb
 from vqz.codec.entropy_model import EntropyModel, conditional_from_counts, marginal_from_counts, neighbour_pairs
 from vqz.codec.model import VQCodecModel
-from vqz.codec.pipeline import pad_image
+from vqz.codec.padding import pad_rgb, to_input
 from vqz.codec.stage_context import (
     ACTIVITY_BINS,
     NUM_CONTEXTS,
@@ -62,7 +62,7 @@ def collect(model: VQCodecModel, paths: list[Path]) -> IndexStatistics:
     stats = IndexStatistics(np.zeros((config.num_stages, k), np.int64), np.zeros((k, k), np.int64),
                             np.zeros((k, k), np.int64), [], 0)
     for path in paths:
-        x, _ = pad_image(load_rgb(path), config.downsampling)
+        x = torch.from_numpy(to_input(pad_rgb(load_rgb(path), config.downsampling)))
         indices = model.encode_indices(x, config.num_stages)[:, 0].numpy()
         for stage in range(config.num_stages):
             stats.marginal[stage] += np.bincount(indices[stage].ravel(), minlength=k)

@@ -8,18 +8,39 @@ One model contract (as in CompressAI's ``models/google.py``):
 
 Images are ``(B, 3, H, W)`` float tensors in [0, 1] whose height and width are
 multiples of ``config.downsampling``; padding and cropping are the caller's job
-(see :mod:`vqz.codec.image`).
+(see :mod:`vqz.codec.padding`).
+
+This is the training world (PyTorch, CompressAI). The coding runtime does not import it: it
+runs the exported graphs of ``g_a`` / ``g_s`` (:mod:`vqz.codec.export`, :mod:`vqz.codec.engine`)
+and the numpy quantizer (:mod:`vqz.codec.vq`). The coding methods here are the PyTorch
+reference the runtime is compared with (``tests/test_runtime.py``).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from vqz.codec.compressai_layers import GDN, ResidualBlock, conv, deconv
 from vqz.codec.config import ModelConfig
 from vqz.codec.quantizer import ResidualVectorQuantizer
-from vqz.codec.tiling import MARGIN_CELLS, MAX_UNTILED_PIXELS, tiled_analysis, tiled_synthesis, tiled_synthesis_uint8, to_uint8
+from vqz.codec.tiling import (
+    MAX_UNTILED_PIXELS,
+    tiled_analysis_float,
+    tiled_synthesis,
+    tiled_synthesis_uint8,
+    tile_margin,
+    to_uint8,
+)
+
+
+def _numpy_transform(module: nn.Module):
+    """``module`` as a numpy (1, C, H, W) float32 -> numpy float32 callable (for the shared tiling)."""
+    def run(x):
+        with torch.no_grad():
+            return module(_nhwc(torch.from_numpy(x))).contiguous().numpy()
+    return run
 
 
 def _analysis(config: ModelConfig) -> nn.Sequential:
@@ -42,12 +63,6 @@ def _synthesis(config: ModelConfig) -> nn.Sequential:
         if not last:
             layers.append(GDN(n, inverse=True))
     return nn.Sequential(*layers)
-
-
-def tile_margin(config: ModelConfig) -> int:
-    """Context margin (latent cells) of a tile: each latent-resolution residual block adds
-    two 3x3 convolutions, one cell of receptive field each, to both transforms."""
-    return MARGIN_CELLS + 2 * config.latent_blocks
 
 
 def _nhwc(x: Tensor) -> Tensor:
@@ -91,7 +106,9 @@ class VQCodecModel(nn.Module):
         """
         d = self.config.downsampling
         if x.shape[0] == 1 and x.shape[2] * x.shape[3] > MAX_UNTILED_PIXELS:
-            latent = tiled_analysis(self.g_a, _nhwc(x), d, self.config.latent_dim, margin=tile_margin(self.config))
+            tiled = tiled_analysis_float(_numpy_transform(self.g_a), x.contiguous().numpy(), d, self.config.latent_dim,
+                                         margin=tile_margin(self.config))
+            latent = torch.from_numpy(tiled)
         else:
             latent = self.g_a(_nhwc(x))
         return self.quantizer.encode(latent, num_stages)
@@ -102,7 +119,8 @@ class VQCodecModel(nn.Module):
         latent = _nhwc(self.quantizer.dequantize(indices))
         d = self.config.downsampling
         if latent.shape[0] == 1 and latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
-            return tiled_synthesis(self.g_s, latent, d, margin=tile_margin(self.config))
+            return torch.from_numpy(tiled_synthesis(_numpy_transform(self.g_s), latent.contiguous().numpy(), d,
+                                                    margin=tile_margin(self.config)))
         return self.g_s(latent).clamp_(0.0, 1.0)
 
     @torch.no_grad()
@@ -111,5 +129,17 @@ class VQCodecModel(nn.Module):
         latent = _nhwc(self.quantizer.dequantize(indices))
         d = self.config.downsampling
         if latent.shape[2] * latent.shape[3] * d * d > MAX_UNTILED_PIXELS:
-            return tiled_synthesis_uint8(self.g_s, latent, d, margin=tile_margin(self.config))
-        return to_uint8(self.g_s(latent).clamp_(0.0, 1.0))
+            return torch.from_numpy(tiled_synthesis_uint8(_numpy_transform(self.g_s), latent.contiguous().numpy(), d,
+                                                          margin=tile_margin(self.config)))
+        return torch.from_numpy(to_uint8(self.g_s(latent).contiguous().numpy()))
+
+
+def model_from_tensors(config: ModelConfig, tensors: dict[str, object]) -> VQCodecModel:
+    """The network of ``config`` (eval mode) with the given state dict (numpy arrays or tensors).
+
+    Raises ``ValueError`` (from ``load_state_dict``: RuntimeError) when they do not match.
+    """
+    model = VQCodecModel(config)
+    state = {k: v if isinstance(v, Tensor) else torch.from_numpy(np.array(v, copy=True)) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()

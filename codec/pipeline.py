@@ -11,53 +11,41 @@ Invariants shared by encoder and decoder:
   at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality;
 * the decoder rebuilds the latent from indices alone, so the decoded indices are
   bit-exact on every machine whatever its floating-point behaviour.
+
+This is the coding runtime: numpy, constriction and ONNX Runtime, no torch. The transforms
+are the model's exported graphs (:mod:`vqz.codec.engine`), run with ``CODING_THREADS``
+threads whatever the caller's setting; the quantizer is :mod:`vqz.codec.vq`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
-from vqz.codec.compressai_layers import compute_padding
+from vqz.codec.engine import CODING_THREADS
+from vqz.codec.padding import compute_padding, pad_rgb
+from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
+from vqz.codec.vq import dequantize, quantize
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
 
+__all__ = ["CODING_THREADS", "DEFAULT_MAX_DECODE_PIXELS", "EncodeStats", "decode_bytes", "decode_image",
+           "decode_indices", "encode_array", "encode_indices", "grid_shape", "quality_range", "synthesize"]
 
-#: Threads of every transform run by the coding path, whatever the caller's setting: the
-#: convolutions round differently with another thread count, which moves a near-tie
-#: between two codes (a different, still valid, file) and decoded samples by one level.
-CODING_THREADS = 2
 #: Largest image the decoder builds unless told otherwise (the container allows 2^31).
 DEFAULT_MAX_DECODE_PIXELS = 1 << 28
 
 
-@contextlib.contextmanager
-def coding_threads() -> Iterator[None]:
-    """Run the block with ``CODING_THREADS`` torch threads, restoring the caller's count."""
-    previous = torch.get_num_threads()
-    if previous != CODING_THREADS:
-        torch.set_num_threads(CODING_THREADS)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
-
-
 def quality_range(weights: LoadedWeights) -> range:
     """Valid quality levels of a model: 1 (smallest files) .. number of stages (best)."""
-    return range(1, weights.model.config.num_stages + 1)
+    return range(1, weights.config.num_stages + 1)
 
 
 def grid_shape(weights: LoadedWeights, height: int, width: int) -> tuple[int, int]:
-    d = weights.model.config.downsampling
+    d = weights.config.downsampling
     return math.ceil(height / d), math.ceil(width / d)
 
 
@@ -70,16 +58,19 @@ class EncodeStats:
     fixed_length_bits: list[float]
 
 
-def pad_image(rgb: np.ndarray, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """(H, W, 3) uint8 -> (1, 3, H', W') float in [0, 1], padded (replicate, centred) to a
-    multiple of ``multiple``; also returns the negative padding that crops it back."""
-    height, width = rgb.shape[:2]
-    d = multiple
-    pad, unpad = compute_padding(height, width, min_div=d)
-    x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
-    if any(pad):
-        x = F.pad(x, pad, mode="replicate")
-    return x, unpad
+def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: pad, analysis (tiled when
+    large), greedy residual VQ."""
+    config = weights.config
+    latent = analysis(weights.analysis, pad_rgb(rgb, config.downsampling), config.downsampling, config.latent_dim,
+                      margin=tile_margin(config))
+    return quantize(latent[0].transpose(1, 2, 0), weights.codebooks, num_stages)
+
+
+def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
+    """(S', grid_h, grid_w) indices -> the padded image (H', W', 3) uint8 (tiled when large)."""
+    latent = np.ascontiguousarray(dequantize(indices, weights.codebooks).transpose(2, 0, 1)[None])
+    return synthesis_uint8(weights.synthesis, latent, weights.config.downsampling, margin=tile_margin(weights.config))
 
 
 def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
@@ -93,21 +84,19 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     height, width = rgb.shape[:2]
     if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
-    x, _ = pad_image(rgb, weights.model.config.downsampling)
-    with coding_threads():
-        indices = weights.model.encode_indices(x, quality)[:, 0].numpy()  # (q, gh, gw)
+    indices = encode_indices(weights, rgb, quality)  # (q, gh, gw)
     payloads = [weights.entropy.encode_plane(indices[s], s, indices[:s]) for s in range(quality)]
     estimated = [weights.entropy.estimate_bits(indices[s], s, indices[:s]) for s in range(quality)]
     grid_h, grid_w = indices.shape[1:]
     header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
-    fixed = [indices[0].size * math.log2(weights.model.config.codebook_size)] * quality
+    fixed = [indices[0].size * math.log2(weights.config.codebook_size)] * quality
     alpha_payload = None if alpha is None else encode_alpha(np.ascontiguousarray(alpha))
     return pack(header, payloads, alpha_payload), EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
     """Entropy-decode the first ``stages`` payloads -> (stages, grid_h, grid_w) int64."""
-    config = weights.model.config
+    config = weights.config
     if len(payloads) > config.num_stages:
         raise FormatError(f"file has {len(payloads)} stages, model {weights.model_id} has {config.num_stages}")
     if (header.grid_height, header.grid_width) != grid_shape(weights, header.height, header.width):
@@ -140,11 +129,9 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
     if header.model_id != weights.model_id or header.model_hash != weights.weights_hash:
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
-    with coding_threads():
-        padded = weights.model.decode_indices_uint8(torch.from_numpy(indices)[:, None])  # (H', W', 3)
-    d = weights.model.config.downsampling
-    pad, _ = compute_padding(header.height, header.width, min_div=d)
+    padded = synthesize(weights, indices)  # (H', W', 3)
+    pad, _ = compute_padding(header.height, header.width, min_div=weights.config.downsampling)
     left, _, top, _ = pad
-    rgb = padded[top : top + header.height, left : left + header.width].contiguous().numpy()
+    rgb = np.ascontiguousarray(padded[top : top + header.height, left : left + header.width])
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
     return rgb, alpha

@@ -1,45 +1,79 @@
-"""Saving and loading model weights as safetensors (never pickle).
+"""Loading model weights from safetensors (never pickle) with numpy only; saving them (training world).
 
 A weights file holds the network's tensors, the frozen entropy tables
 (``entropy.marginal``, ``entropy.left``, ``entropy.up``: see entropy_model.py; the stage
 context tables ``entropy.context_codebooks``, ``entropy.activity_edges``,
 ``entropy.previous_bins``, ``entropy.stage_tables``: see stage_context.py), and metadata: the model id, the
 architecture (JSON) and free-form training facts. A model's *identity* in a
-``.vqz`` file is its id plus the first 8 bytes of the SHA-256 of the weights file.
+``.vqz`` file is its id plus the first 8 bytes of the SHA-256 of the weights file; the
+exported graphs beside it (``<stem>.analysis.onnx``, ``<stem>.synthesis.onnx``) hold no
+weights of their own and are bound to that file by its full SHA-256 (docs/RUNTIME.md).
+
+The coding runtime uses :class:`LoadedWeights` (numpy, ONNX Runtime); the PyTorch network
+of the same file is built on demand by :attr:`LoadedWeights.model` (training world only).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from vqz.codec.config import ModelConfig
+from vqz.codec.engine import Transform, graph_path
 from vqz.codec.entropy_model import EntropyModel
-from vqz.codec.model import VQCodecModel
 from vqz.codec.stage_context import StageContexts
 from vqz.errors import ModelError
+
+if TYPE_CHECKING:
+    from vqz.codec.model import VQCodecModel
 
 ENTROPY_KEYS = ("marginal", "left", "up")  # stored as "entropy.<name>"
 #: StageContexts field -> stored name ("entropy.<name>"); all four or none
 STAGE_CONTEXT_KEYS = {"context_codebooks": "context_codebooks", "activity_edges": "activity_edges",
                       "previous_bins": "previous_bins", "tables": "stage_tables"}
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
+CODEBOOKS_KEY = "quantizer.codebooks"
+TRAIN_EXTRA = "pip install 'vqz[train]'"
 
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    model: VQCodecModel
+    """A model ready to code: configuration, codebooks, entropy tables and transforms.
+
+    ``codebooks``: (S, K, M) float32; ``analysis`` / ``synthesis``: the exported graphs on ONNX
+    Runtime, (1, 3, H, W) -> (1, M, H/d, W/d) and back; ``tensors``: every network tensor of
+    the file (numpy), from which the PyTorch network (:attr:`model`) is built when asked.
+    """
+
     model_id: str
     weights_hash: bytes  # 8 bytes
+    config: ModelConfig
+    codebooks: np.ndarray
     entropy: EntropyModel | None  # None before the tables are built (``vqz export-model``)
     metadata: dict[str, str]
     size_bytes: int
+    path: Path
+    analysis: Transform = field(repr=False)
+    synthesis: Transform = field(repr=False)
+    tensors: dict[str, np.ndarray] = field(repr=False)
+
+    @functools.cached_property
+    def model(self) -> VQCodecModel:
+        """The PyTorch network of these weights (eval mode): the training world's reference
+        coding path. Raises ``ModelError`` when torch / compressai are not installed."""
+        try:
+            from vqz.codec.model import model_from_tensors
+        except ImportError as exc:
+            raise ModelError(f"the PyTorch model needs the training extra ({TRAIN_EXTRA}): {exc}") from None
+        try:
+            return model_from_tensors(self.config, self.tensors)
+        except RuntimeError as exc:
+            raise ModelError(f"weights file {self.path} does not match its configuration: {exc}") from None
 
 
 def save_weights(
@@ -49,7 +83,10 @@ def save_weights(
     entropy: EntropyModel | None = None,
     extra_metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write ``model`` (and optional entropy tables) to ``path`` atomically."""
+    """Write ``model`` (and optional entropy tables) to ``path`` atomically (training world)."""
+    import torch
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if entropy is not None:
         for name in ENTROPY_KEYS:
@@ -57,8 +94,8 @@ def save_weights(
             if table is not None:
                 tensors[f"entropy.{name}"] = torch.from_numpy(np.ascontiguousarray(table))
         if entropy.stages is not None:
-            for field, stored in STAGE_CONTEXT_KEYS.items():
-                tensors[f"entropy.{stored}"] = torch.from_numpy(np.ascontiguousarray(getattr(entropy.stages, field)))
+            for field_name, stored in STAGE_CONTEXT_KEYS.items():
+                tensors[f"entropy.{stored}"] = torch.from_numpy(np.ascontiguousarray(getattr(entropy.stages, field_name)))
     metadata = dict(extra_metadata or {})
     metadata.update({"model_id": model_id, "config": model.config.to_json(), "format": "vqz-weights-1"})
     path = Path(path)
@@ -71,7 +108,7 @@ def read_metadata(path: Path) -> dict[str, str]:
     """The metadata of a safetensors file, without loading its tensors."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
+    with safe_open(str(path), framework="numpy") as handle:
         return dict(handle.metadata() or {})
 
 
@@ -80,8 +117,19 @@ def weights_hash(path: Path) -> bytes:
     return hashlib.sha256(Path(path).read_bytes()).digest()[:8]
 
 
+def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    return {CODEBOOKS_KEY: (config.num_stages, config.codebook_size, config.latent_dim)}
+
+
 def load_weights(path: Path) -> LoadedWeights:
-    """Build a model in eval mode from a safetensors file; raises ModelError if invalid."""
+    """Load a model from a safetensors file (numpy only); raises ModelError if invalid.
+
+    The transforms' graphs are opened on first use (a missing or mismatched graph raises
+    ``ModelError`` then).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -90,21 +138,19 @@ def load_weights(path: Path) -> LoadedWeights:
     if size > MAX_WEIGHTS_BYTES:
         raise ModelError(f"weights file {path} is larger than {MAX_WEIGHTS_BYTES} bytes")
     try:
+        data = path.read_bytes()
         metadata = read_metadata(path)
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        tensors = load(data)
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
         raise ModelError(f"invalid weights file {path}: {exc}") from None
     if "config" not in metadata or "model_id" not in metadata:
         raise ModelError(f"weights file {path} lacks the model id or configuration")
     config = ModelConfig.from_json(metadata["config"])
-    model = VQCodecModel(config)
     tables = {name: tensors.pop(f"entropy.{name}", None) for name in ENTROPY_KEYS}
-    stage_tables = {field: tensors.pop(f"entropy.{stored}", None) for field, stored in STAGE_CONTEXT_KEYS.items()}
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"weights file {path} does not match its configuration: {exc}") from None
-    model.eval()
+    stage_tables = {f: tensors.pop(f"entropy.{stored}", None) for f, stored in STAGE_CONTEXT_KEYS.items()}
+    for key, shape in _expected_shapes(config).items():
+        if key not in tensors or tuple(tensors[key].shape) != shape or tensors[key].dtype != np.float32:
+            raise ModelError(f"weights file {path} does not match its configuration: {key} must be float32 {shape}")
     entropy = None
     if tables["marginal"] is not None:
         if tuple(tables["marginal"].shape) != (config.num_stages, config.codebook_size):
@@ -113,17 +159,23 @@ def load_weights(path: Path) -> LoadedWeights:
         if any(present) and not all(present):
             raise ModelError(f"weights file {path} has only some of the stage context tables")
         try:
-            stages = StageContexts(**{k: v.numpy() for k, v in stage_tables.items()}) if all(present) else None
+            stages = StageContexts(**stage_tables) if all(present) else None
             if stages is not None and stages.context_codebooks.shape != (config.num_stages, config.codebook_size, config.latent_dim):
                 raise ValueError("stage context codebooks do not match the model")
-            entropy = EntropyModel(**{k: None if v is None else v.numpy() for k, v in tables.items()}, stages=stages)
+            entropy = EntropyModel(**tables, stages=stages)
         except ValueError as exc:
             raise ModelError(f"invalid entropy tables in {path}: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
     return LoadedWeights(
-        model=model,
         model_id=metadata["model_id"],
-        weights_hash=weights_hash(path),
+        weights_hash=bytes.fromhex(digest)[:8],
+        config=config,
+        codebooks=np.ascontiguousarray(tensors[CODEBOOKS_KEY]),
         entropy=entropy,
         metadata=metadata,
         size_bytes=size,
+        path=path,
+        analysis=Transform(graph_path(path, "analysis"), tensors, "analysis", digest),
+        synthesis=Transform(graph_path(path, "synthesis"), tensors, "synthesis", digest),
+        tensors=tensors,
     )

@@ -25,14 +25,13 @@ GPU_DEVICE = "cuda"
 QUALITY = 8  # every stage: the later ones code the smallest residuals, the likeliest to tie
 
 # Encodes every images/*.png (bytes -> out/NAME.vqz) and decodes every ref/*.vqz (pixels ->
-# out/NAME.npy) with the thread count of the first argument.
+# out/NAME.npy) with the thread count of the first argument (OMP_NUM_THREADS, MKL_NUM_THREADS and
+# OPENBLAS_NUM_THREADS: numpy's BLAS follows them; the transforms run CODING_THREADS whatever).
 _WORKER = textwrap.dedent("""
     import sys
     from pathlib import Path
     import numpy as np
-    import torch
     threads, root, quality = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    torch.set_num_threads(threads)
     import vqz
     out = root / f"threads{threads}"
     out.mkdir()
@@ -40,7 +39,7 @@ _WORKER = textwrap.dedent("""
         (out / f"{path.stem}.vqz").write_bytes(vqz.encode(path, quality=quality))
     for path in sorted((root / "ref").glob("*.vqz")):
         np.save(out / f"{path.stem}.npy", vqz.decode_array(path))
-    print(torch.get_num_threads())
+    print(threads)
 """)
 
 
@@ -82,14 +81,13 @@ def thread_runs(tmp_path_factory, model):
     (root / "images").mkdir()
     (root / "ref").mkdir()
     images = _test_images()
-    import torch
-
-    (root / "ref_threads").write_text(str(torch.get_num_threads()))
+    (root / "ref_threads").write_text(os.environ.get("OMP_NUM_THREADS", "2"))
     for name, rgb in images.items():
         Image.fromarray(rgb).save(root / "images" / f"{name}.png")
         (root / "ref" / f"{name}.vqz").write_bytes(vqz.encode(rgb, quality=QUALITY, model=model))
     for threads in (1, 2):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   OPENBLAS_NUM_THREADS=str(threads))
         result = subprocess.run([sys.executable, "-c", _WORKER, str(threads), str(root), str(QUALITY)],
                                 env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -203,13 +201,14 @@ def test_cuda_and_cpu_agree_on_indices_and_pixels(model):
     search may pick another code on CUDA: the test reports the rate, and fails above 0.1%."""
     import torch
 
-    from vqz.codec.pipeline import decode_bytes, pad_image
+    from vqz.codec.padding import pad_rgb, to_input
+    from vqz.codec.pipeline import decode_bytes
 
     cuda = copy.deepcopy(model.model).to(GPU_DEVICE).eval()
     report = {}
     total = differing = 0
     for name, rgb in _test_images().items():
-        x, _ = pad_image(rgb, model.model.config.downsampling)
+        x = torch.from_numpy(to_input(pad_rgb(rgb, model.config.downsampling)))
         cpu_indices = model.model.encode_indices(x, QUALITY)
         cuda_indices = cuda.encode_indices(x.to(GPU_DEVICE), QUALITY).cpu()
         diff = int((cpu_indices != cuda_indices).sum())
@@ -223,7 +222,7 @@ def test_cuda_and_cpu_agree_on_indices_and_pixels(model):
         indices = torch.from_numpy(_index_planes(model, data))[:, None]
         with torch.no_grad():
             x_hat = cuda.decode_indices(indices.to(GPU_DEVICE)).cpu()
-        from vqz.codec.compressai_layers import compute_padding
+        from vqz.codec.padding import compute_padding
 
         _, unpad = compute_padding(rgb.shape[0], rgb.shape[1], min_div=model.model.config.downsampling)
         x_hat = torch.nn.functional.pad(x_hat, unpad)

@@ -3,40 +3,40 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from vqz.codec.pipeline import pad_image
-from vqz.codec.tiling import tiled_analysis, tiled_synthesis
+from vqz.codec.padding import pad_rgb, to_input
+from vqz.codec.tiling import tiled_analysis, tiled_synthesis_uint8, to_uint8
+from vqz.codec.vq import dequantize, quantize
 
 from conftest import smooth_image
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((torch.round(a * 255) - torch.round(b * 255)) ** 2).item()
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def test_tiled_analysis_and_synthesis_match_untiled_within_0_05_db(model):
-    net = model.model
-    x, _ = pad_image(smooth_image(200, 264, seed=11), 8)
-    d = net.config.downsampling
-    with torch.no_grad():
-        whole = net.g_a(x)
-        tiled = tiled_analysis(net.g_a, x, d, net.config.latent_dim, core=8)
-        assert torch.allclose(whole, tiled, atol=1e-3 * whole.abs().max().item())
-        reference = net.g_s(whole).clamp(0, 1)
-        pieces = tiled_synthesis(net.g_s, whole, d, core=8)
+    rgb = pad_rgb(smooth_image(200, 264, seed=11), 8)
+    d, dim = model.config.downsampling, model.config.latent_dim
+    whole = model.analysis(to_input(rgb))
+    tiled = tiled_analysis(model.analysis, rgb, d, dim, core=8)
+    assert np.allclose(whole, tiled, atol=1e-3 * np.abs(whole).max())
+    reference = to_uint8(model.synthesis(whole))
+    pieces = tiled_synthesis_uint8(model.synthesis, whole, d, core=8)
     assert pieces.shape == reference.shape
     assert _psnr(pieces, reference) > 45.0  # vs the untiled decode: differences far below visibility
 
 
 def test_tiled_round_trip_quality_matches_untiled(model):
-    net = model.model
-    image = smooth_image(136, 200, seed=12)
-    x, _ = pad_image(image, 8)
-    d = net.config.downsampling
-    with torch.no_grad():
-        whole = net.g_s(net.quantizer.dequantize(net.quantizer.encode(net.g_a(x), 3))).clamp(0, 1)
-        latent = tiled_analysis(net.g_a, x, d, net.config.latent_dim, core=6)
-        pieces = tiled_synthesis(net.g_s, net.quantizer.dequantize(net.quantizer.encode(latent, 3)), d, core=6)
-    assert abs(_psnr(whole, x) - _psnr(pieces, x)) < 0.05
+    rgb = pad_rgb(smooth_image(136, 200, seed=12), 8)
+    d, dim = model.config.downsampling, model.config.latent_dim
+
+    def decode(latent: np.ndarray, tiled: bool) -> np.ndarray:
+        indices = quantize(latent[0].transpose(1, 2, 0), model.codebooks, 3)
+        rebuilt = np.ascontiguousarray(dequantize(indices, model.codebooks).transpose(2, 0, 1)[None])
+        return tiled_synthesis_uint8(model.synthesis, rebuilt, d, core=6) if tiled else to_uint8(model.synthesis(rebuilt))
+
+    whole = decode(model.analysis(to_input(rgb)), tiled=False)
+    pieces = decode(tiled_analysis(model.analysis, rgb, d, dim, core=6), tiled=True)
+    assert abs(_psnr(whole, rgb) - _psnr(pieces, rgb)) < 0.05

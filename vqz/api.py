@@ -5,7 +5,7 @@
 >>> vqz.decode(data).size                                            # doctest: +SKIP
 (16, 16)
 
-Importing this module is cheap (numpy and Pillow): torch and the model are imported the
+Importing this module is cheap (numpy and Pillow): the model and ONNX Runtime are imported the
 first time a function needs them. Every function raises :class:`vqz.errors.VqzError`
 subclasses for bad data (``ImageError``, ``FormatError``, ``ModelError``) and ``ValueError``
 / ``TypeError`` for arguments that make no sense.

@@ -1,0 +1,150 @@
+"""The transforms on ONNX Runtime: sessions over the exported graphs, weights from the safetensors file.
+
+A model's graphs (``<stem>.analysis.onnx`` and ``<stem>.synthesis.onnx`` beside
+``<stem>.safetensors``, written by ``vqz export-model``, :mod:`vqz.codec.export`) hold the
+structure only: every weight is an *external* initializer named after its safetensors
+tensor, and its data is handed to ONNX Runtime from the loaded safetensors tensors when the
+session is created. The weights therefore exist once, in the file whose SHA-256 is the
+model's identity; each graph also records that SHA-256 (metadata ``vqz.weights_sha256``),
+checked here, so a graph is never run with weights it was not exported from.
+
+Sessions run a fixed number of intra-op threads (``CODING_THREADS``) whatever the caller's
+setting: another thread count could round the convolutions differently and change a file.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from vqz.errors import ModelError
+
+#: Threads of every transform run by the coding path, whatever the caller's setting: the
+#: convolutions could round differently with another thread count, which moves a near-tie
+#: between two codes (a different, still valid, file) and decoded samples by one level.
+CODING_THREADS = 2
+#: Graph roles and the prefix of the safetensors tensors each one uses.
+ROLES = {"analysis": "g_a.", "synthesis": "g_s."}
+SHA_KEY = "vqz.weights_sha256"
+EXTERNAL_KEY = "vqz.external"
+#: Weights larger than this are external initializers (their data comes from the safetensors
+#: file); smaller ones (GDN's scalar bounds and pedestals) are embedded in the graph, where the
+#: exporter may merge equal ones.
+MAX_EMBEDDED_BYTES = 64
+
+
+def external_tensors(tensors: dict[str, np.ndarray], role: str) -> dict[str, np.ndarray]:
+    """The tensors a graph of ``role`` takes from the weights file."""
+    return {k: v for k, v in tensors.items() if k.startswith(ROLES[role]) and v.nbytes > MAX_EMBEDDED_BYTES}
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
+    """Top-level (field number, wire type, value) of a protobuf message (wire types 0, 1, 2, 5)."""
+    out, pos = [], 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("truncated field")
+            value, pos = data[pos : pos + length], pos + length
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            value, pos = data[pos : pos + size], pos + size
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        out.append((number, wire, value))
+    return out
+
+
+def graph_metadata(model_bytes: bytes) -> dict[str, str]:
+    """``metadata_props`` of an ONNX model (ModelProto field 14), read without onnx or a session."""
+    props = {}
+    for number, wire, value in _fields(model_bytes):
+        if number == 14 and wire == 2:
+            entry = {n: v for n, w, v in _fields(value) if w == 2}
+            props[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
+    return props
+
+
+def graph_path(weights_path: Path, role: str) -> Path:
+    """``<dir>/<stem>.<role>.onnx`` for ``<dir>/<stem>.safetensors``."""
+    return weights_path.with_name(f"{weights_path.stem}.{role}.onnx")
+
+
+class Transform:
+    """One exported transform: (1, C, H, W) float32 -> (1, C', H', W') float32 (dynamic H, W).
+
+    The session is created on the first call (so decoding never builds the analysis graph).
+    """
+
+    def __init__(self, path: Path, tensors: dict[str, np.ndarray], role: str, weights_sha256: str) -> None:
+        self.path = path
+        self.role = role
+        self._tensors = external_tensors(tensors, role)
+        self._sha = weights_sha256
+        self._session = None
+        self._lock = threading.Lock()
+
+    def _create(self):
+        import onnxruntime as ort
+
+        try:
+            model_bytes = self.path.read_bytes()
+        except OSError:
+            raise ModelError(f"model graph {self.path} is missing (write it with `vqz export-model`)") from None
+        try:
+            props = graph_metadata(model_bytes)
+            recorded = props.get(SHA_KEY)
+            names = json.loads(props.get(EXTERNAL_KEY, "null"))
+        except (ValueError, UnicodeDecodeError):
+            raise ModelError(f"model graph {self.path} is not a valid ONNX file") from None
+        if recorded != self._sha:
+            # checked before the session exists: the graph's external weights are supplied below
+            # only for the file it was exported from, so ONNX Runtime never reads them elsewhere
+            raise ModelError(f"graph {self.path.name} was not exported from these weights "
+                             f"(it names sha256 {str(recorded)[:16]}, the weights file is {self._sha[:16]})")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = CODING_THREADS
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # idle worker threads sleep instead of spinning: the machine is shared with the caller
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not isinstance(names, list) or not set(names) <= set(self._tensors):
+            raise ModelError(f"model graph {self.path} names weights that the weights file lacks")
+        values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(self._tensors[n])) for n in names]
+        options.add_external_initializers(names, values)
+        try:
+            session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load graph {self.path}: {str(exc).splitlines()[0]}") from None
+        self._values = values  # ORT may keep pointers to the supplied initializers: keep them alive
+        return session
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._create()
+        return self._session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]

@@ -1,0 +1,172 @@
+"""Export the transforms of a weights file to ONNX graphs for the coding runtime (training world).
+
+``export_graphs(weights)`` writes ``<stem>.analysis.onnx`` (g_a) and ``<stem>.synthesis.onnx``
+(g_s) beside ``<stem>.safetensors``. The graphs are traced from whatever ``nn.Sequential`` the
+model's configuration builds (any number of layers, GDN, residual blocks), with dynamic height
+and width. Each graph holds the structure only: every initializer that is a tensor of the
+weights file keeps its safetensors name and, unless it is a scalar of at most
+``MAX_EMBEDDED_BYTES`` (GDN's bounds and pedestals), becomes an ONNX *external* initializer
+pointing at the tensor's bytes inside the safetensors file (location, offset, length); the
+runtime supplies the data from the loaded weights (:mod:`vqz.codec.engine`). The export
+checks that each initializer named after a weight equals it byte for byte, that the graph
+takes only weights of its transform, and that no other large constant (a copy of a
+weight) is left in the graph. Graph metadata: ``vqz.weights_sha256``
+(SHA-256 of the weights file, checked by the runtime), ``vqz.external`` (JSON list of the
+external initializers, which the runtime supplies), ``vqz.model_id``, ``vqz.role``,
+``vqz.config``, ``vqz.exporter``.
+
+GDN: CompressAI reparametrises beta and gamma through ``LowerBound``, an autograd function
+the exporter cannot trace. For the export each GDN computes the same thing from its raw
+parameters with plain operators: ``max(p, bound) * max(p, bound) - pedestal``, then
+``conv1x1(x * x, gamma, beta)``, ``sqrt`` (inverse GDN) or ``1 / sqrt``, and ``x * norm``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import struct
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vqz.codec.engine import EXTERNAL_KEY, MAX_EMBEDDED_BYTES, ROLES, SHA_KEY, external_tensors, graph_path
+from vqz.errors import ModelError
+
+OPSET = 17
+
+
+def _gdn_forward(self: nn.Module, x: Tensor) -> Tensor:
+    """CompressAI's GDN forward without its LowerBound autograd function (same values)."""
+    channels = self.gamma.shape[0]
+    beta = torch.max(self.beta, self.beta_reparam.lower_bound.bound)
+    beta = beta * beta - self.beta_reparam.pedestal
+    gamma = torch.max(self.gamma, self.gamma_reparam.lower_bound.bound)
+    gamma = (gamma * gamma - self.gamma_reparam.pedestal).reshape(channels, channels, 1, 1)
+    norm = nn.functional.conv2d(x * x, gamma, beta)
+    norm = torch.sqrt(norm) if self.inverse else 1.0 / torch.sqrt(norm)
+    return x * norm
+
+
+class _Named(nn.Module):
+    """Holds one transform under its attribute name, so parameter names match the state dict."""
+
+    def __init__(self, name: str, module: nn.Module) -> None:
+        super().__init__()
+        self.name = name
+        setattr(self, name, module)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return getattr(self, self.name)(x)
+
+
+def exportable(transform: nn.Sequential, name: str) -> nn.Module:
+    """A copy of ``transform`` (contiguous layout, eval mode) whose GDNs trace to plain ops."""
+    from vqz.codec.compressai_layers import GDN
+
+    module = copy.deepcopy(transform).to(memory_format=torch.contiguous_format).eval()
+    for layer in module.modules():
+        if isinstance(layer, GDN):
+            layer.forward = types.MethodType(_gdn_forward, layer)
+    return _Named(name, module)
+
+
+def _safetensors_offsets(path: Path) -> dict[str, tuple[int, int]]:
+    """Tensor name -> (absolute byte offset, length) inside a safetensors file."""
+    with open(path, "rb") as handle:
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(header_len))
+    base = 8 + header_len
+    return {name: (base + info["data_offsets"][0], info["data_offsets"][1] - info["data_offsets"][0])
+            for name, info in header.items() if name != "__metadata__"}
+
+
+def _trace(module: nn.Module, channels: int) -> bytes:
+    """ONNX bytes of ``module`` traced on a small input, dynamic height and width."""
+    sample = torch.rand(1, channels, 64, 64) if channels == 3 else torch.rand(1, channels, 8, 8)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (sample,), buffer, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {2: "height", 3: "width"}, "y": {2: "height", 3: "width"}},
+                          opset_version=OPSET, do_constant_folding=False, dynamo=False)
+    return buffer.getvalue()
+
+
+def export_graph(model: nn.Module, role: str, weights_path: Path, tensors: dict[str, np.ndarray],
+                 metadata: dict[str, str]) -> Path:
+    """Write the graph of ``role`` ("analysis" or "synthesis") beside ``weights_path``; returns its path."""
+    import onnx
+    from onnx import numpy_helper
+
+    prefix = ROLES[role]
+    name = prefix.rstrip(".")
+    transform = getattr(model, name)
+    in_channels = 3 if role == "analysis" else model.config.latent_dim
+    graph = onnx.load_from_string(_trace(exportable(transform, name), in_channels))
+    offsets = _safetensors_offsets(weights_path)
+    used: set[str] = set()
+    for init in graph.graph.initializer:
+        if init.name in tensors:
+            value = numpy_helper.to_array(init)
+            expected = tensors[init.name]
+            if value.dtype != expected.dtype or value.shape != expected.shape or value.tobytes() != expected.tobytes():
+                raise ModelError(f"exported initializer {init.name} differs from the weights file")
+            if expected.nbytes <= MAX_EMBEDDED_BYTES:
+                continue  # a scalar: stays in the graph (checked equal above)
+            offset, length = offsets[init.name]
+            init.ClearField("raw_data")
+            init.ClearField("float_data")
+            init.data_location = onnx.TensorProto.EXTERNAL
+            del init.external_data[:]
+            for key, value_text in (("location", weights_path.name), ("offset", str(offset)), ("length", str(length))):
+                entry = init.external_data.add()
+                entry.key, entry.value = key, value_text
+            used.add(init.name)
+        elif len(init.raw_data) > MAX_EMBEDDED_BYTES or len(init.float_data) * 4 > MAX_EMBEDDED_BYTES:
+            raise ModelError(f"the {role} graph embeds a constant {init.name} that is not a weight")
+    # the exporter merges initializers of equal value (e.g. two GDNs fresh from initialisation),
+    # so a graph may use a subset of its transform's weights; the runtime supplies those it names
+    extra = used - set(external_tensors(tensors, role))
+    if extra or not used:
+        raise ModelError(f"the {role} graph uses {sorted(extra)} unlike the weights file")
+    del graph.metadata_props[:]
+    props = {SHA_KEY: metadata["sha256"], "vqz.model_id": metadata["model_id"], "vqz.role": role,
+             "vqz.config": metadata["config"], EXTERNAL_KEY: json.dumps(sorted(used)),
+             "vqz.exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=False), opset {OPSET}"}
+    for key, value_text in props.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value_text
+    graph.producer_name = "vqz export-model"
+    out = graph_path(weights_path, role)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(graph.SerializeToString())
+    tmp.replace(out)
+    return out
+
+
+def export_graphs(weights_path: Path) -> list[Path]:
+    """Export g_a and g_s of a weights file to ONNX graphs beside it (see the module docstring)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    from vqz.codec.config import ModelConfig
+    from vqz.codec.model import model_from_tensors
+
+    weights_path = Path(weights_path)
+    data = weights_path.read_bytes()
+    with safe_open(str(weights_path), framework="numpy") as handle:
+        file_metadata = dict(handle.metadata() or {})
+    tensors = load_file(str(weights_path))
+    config = ModelConfig.from_json(file_metadata["config"])
+    network = {k: v for k, v in tensors.items() if not k.startswith("entropy.")}
+    model = model_from_tensors(config, network)
+    metadata = {"sha256": hashlib.sha256(data).hexdigest(), "model_id": file_metadata["model_id"],
+                "config": file_metadata["config"]}
+    return [export_graph(model, role, weights_path, network, metadata) for role in ROLES]
