@@ -1,10 +1,12 @@
-"""Regenerate the golden files after the bundled weights change:
+"""Regenerate the golden files of the bundled models:
 
-    .venv/bin/python tests/make_golden.py
+    .venv/bin/python tests/make_golden.py            # every bundled model whose files are missing
+    .venv/bin/python tests/make_golden.py MODEL_ID   # (re)write one model's files
 
-Writes tests/data/golden.png (a deterministic synthetic 48x40 image, only if missing),
-tests/data/golden_q3.vqz (its encoding at quality 3 with the default model) and
-tests/data/golden_q3_decoded.png (what decoding that file gives).
+Writes tests/data/golden.png (a deterministic synthetic 48x40 image, only if missing) and,
+per model, tests/data/golden-<model id>-q3.vqz (its encoding at quality 3) and
+tests/data/golden-<model id>-q3-decoded.png (what decoding that file gives). The files of a
+model that ships are never rewritten: they prove that files it wrote keep decoding.
 """
 
 from __future__ import annotations
@@ -20,8 +22,24 @@ sys.path.insert(0, str(HERE))
 from conftest import smooth_image  # noqa: E402
 
 import vqz  # noqa: E402
+from vqz.codec.registry import WEIGHTS_DIR, available_models  # noqa: E402
 
 GOLDEN_QUALITY = 3
+
+
+def golden_paths(model_id: str) -> tuple[Path, Path]:
+    """(the .vqz file, its decoded PNG) of ``model_id``."""
+    stem = HERE / "data" / f"golden-{model_id}-q{GOLDEN_QUALITY}"
+    return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def write(model_id: str) -> None:
+    source = HERE / "data" / "golden.png"
+    encoded = vqz.encode(source, quality=GOLDEN_QUALITY, model=model_id)
+    coded, decoded = golden_paths(model_id)
+    coded.write_bytes(encoded)
+    Image.fromarray(vqz.decode_array(encoded)).save(decoded)
+    print(f"golden: {len(encoded)} bytes, model {model_id} {vqz.read_info(encoded).model_hash}")
 
 
 def main() -> None:
@@ -30,10 +48,12 @@ def main() -> None:
     source = data_dir / "golden.png"
     if not source.exists():
         Image.fromarray(smooth_image(40, 48, seed=42)).save(source)
-    encoded = vqz.encode(source, quality=GOLDEN_QUALITY)
-    (data_dir / f"golden_q{GOLDEN_QUALITY}.vqz").write_bytes(encoded)
-    Image.fromarray(vqz.decode_array(encoded)).save(data_dir / f"golden_q{GOLDEN_QUALITY}_decoded.png")
-    print(f"golden: {len(encoded)} bytes, model {vqz.read_info(encoded).model_id} {vqz.read_info(encoded).model_hash}")
+    if len(sys.argv) > 1:
+        write(sys.argv[1])
+        return
+    for entry in available_models():
+        if entry.path.parent == WEIGHTS_DIR and not golden_paths(entry.model_id)[0].exists():
+            write(entry.model_id)
 
 
 if __name__ == "__main__":

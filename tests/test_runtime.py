@@ -40,7 +40,7 @@ def _run_python(code: str) -> dict:
 
 
 def test_decoding_and_encoding_import_neither_torch_nor_compressai():
-    golden = DATA / "golden_q3.vqz"
+    golden = DATA / "golden-vqz-rvq8-f8-q3.vqz"
     loaded = _run_python(f"""
 import json, sys, vqz
 vqz.decode({str(golden)!r})
@@ -51,7 +51,7 @@ print(json.dumps(sorted(m for m in ("torch", "compressai", "torchvision") if m i
 
 
 def test_reading_a_header_loads_no_model_and_no_onnxruntime():
-    golden = DATA / "golden_q3.vqz"
+    golden = DATA / "golden-vqz-rvq8-f8-q3.vqz"
     loaded = _run_python(f"""
 import json, sys
 from vqz.cli.app import app
