@@ -366,6 +366,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
                 log.flush()
             if step % config.validate_every == 0 or is_last:
                 running_loss, running_psnr, count = 0.0, 0.0, 0
+                if not distributed.replicas_agree(_float_state(model), context):
+                    raise VqzError(f"step {step}: the processes' models diverged (parameters or codebooks differ)")
             if main and (is_last or time.time() - last_checkpoint > config.checkpoint_minutes * 60):
                 _save_checkpoint(checkpoint, model, optimizer, step, config)
                 last_checkpoint = time.time()
@@ -373,7 +375,5 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
         log.close()
     if context.distributed:
         model.quantizer.sync = None
-        if not distributed.replicas_agree(_float_state(model), context):
-            raise VqzError("the ranks' models diverged (parameters or codebooks differ between processes)")
         distributed.barrier(context)  # the checkpoint is written when any rank returns
     return checkpoint
