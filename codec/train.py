@@ -335,7 +335,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
                     distributed.broadcast_(_float_state(model.quantizer))
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, time_fraction)
-            x = sampler.sample(config.batch, part).to(device)
+            x = sampler.sample(config.batch, part, device)
             stages = None
             if quantize:
                 stages = sample_stages(config)
