@@ -108,8 +108,9 @@ def learning_rate(config: TrainConfig, step: int, time_fraction: float = 0.0) ->
     when it is the larger one, so a run stopped by its time budget ends its decay too.
     """
     start = int(config.steps * 0.6)
-    if step < config.lr_ramp_steps:
-        return config.lr * min(1.0, (step + 1) / config.lr_ramp_steps)
+    ramp = getattr(config, "lr_ramp_steps", 0)  # the baselines' trainer shares this schedule, without a ramp
+    if step < ramp:
+        return config.lr * min(1.0, (step + 1) / ramp)
     low = config.lr * config.lr_final_fraction
     if time_fraction > step / config.steps:
         if time_fraction < 0.6:
