@@ -27,16 +27,21 @@ def train(
     data: Annotated[Optional[str], typer.Option("--data", help="Override the training image folder.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Override the peak learning rate (e.g. lower it to continue a finished run).")] = None,
     lmbda: Annotated[Optional[float], typer.Option("--lmbda", help="Baseline configs only: override the rate-distortion trade-off.")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Override the precision of the transforms: bf16 (autocast; the quantizer stays float32) or fp32.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop cleanly (checkpoint + log row) after this many minutes of training; the LR decay then follows the time spent.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a model (CPU by default, CUDA when present); checkpoints and log.csv go to the run folder.
 
     A config with a `family` key (bmshj2018-factorized, bmshj2018-hyperprior) trains that CompressAI baseline instead (configs/baseline-*.toml).
 
+    Several processes (GPUs or CPU workers): torchrun --nproc_per_node N -m vqz train CONFIG; `batch` is then the global batch, split over the processes, and rank 0 writes the run folder.
+
     Example: vqz train configs/default.toml --resume
     """
     require("train")
-    overrides = {k: v for k, v in {"steps": steps, "out": out, "data": data, "lr": lr}.items() if v is not None}
+    overrides = {k: v for k, v in {"steps": steps, "out": out, "data": data, "lr": lr, "precision": precision,
+                                   "max_minutes": max_minutes}.items() if v is not None}
     try:
         family = _family(config)
         if family is not None:
@@ -44,6 +49,13 @@ def train(
 
             if lmbda is not None:
                 overrides["lmbda"] = lmbda
+            for name, flag in (("precision", "--precision"), ("max_minutes", "--max-minutes")):
+                if overrides.pop(name, None) is not None:
+                    raise typer.BadParameter("applies only to vqz configs (without a `family` key)", param_hint=flag)
+            from vqz.codec.distributed import environment
+
+            if environment()[1] > 1:
+                raise VqzError("baseline configs train on one process (run `vqz train` without torchrun)")
             baseline = BaselineTrainConfig.from_toml(config, overrides)
             checkpoint = train_baseline(baseline, resume=resume, progress=not quiet)
         else:
@@ -55,9 +67,20 @@ def train(
             cfg = TrainConfig.from_toml(config, overrides)
             checkpoint = run_training(cfg, resume=resume, progress=not quiet)
     except (VqzError, OSError) as exc:
-        error(config, str(exc))
+        if _is_main_process():  # under torchrun, one line from rank 0, not one per process
+            error(config, str(exc))
         raise typer.Exit(1)
-    typer.echo(f"checkpoint: {checkpoint}")
+    if _is_main_process():
+        typer.echo(f"checkpoint: {checkpoint}")
+
+
+def _is_main_process() -> bool:
+    from vqz.codec.distributed import environment
+
+    try:
+        return environment()[0] == 0
+    except VqzError:
+        return True
 
 
 def _family(config: Path) -> str | None:

@@ -46,17 +46,27 @@ class CropSampler:
         self.crop = crop
         self.rng = np.random.default_rng(seed)
 
-    def sample(self, batch: int) -> torch.Tensor:
-        out = np.empty((batch, self.crop, self.crop, 3), dtype=np.uint8)
+    def sample(self, batch: int, part: range | None = None, device: torch.device | None = None) -> torch.Tensor:
+        """Draw the random choices of ``batch`` crops; return the crops whose positions are in
+        ``part`` (default: all of them).
+
+        Every data-parallel rank draws the choices of the whole global batch from the same
+        stream and cuts out its own share, so the global batch of a step is the same for any
+        number of processes, and one process draws exactly the stream it always did.
+        ``device``: where the crops go; they travel as uint8 and become float32 there.
+        """
+        wanted = range(batch) if part is None else part
+        out = np.empty((len(wanted), self.crop, self.crop, 3), dtype=np.uint8)
         for i in range(batch):
             image = self.images[self.rng.integers(len(self.images))]
             y = self.rng.integers(image.shape[0] - self.crop + 1)
             x = self.rng.integers(image.shape[1] - self.crop + 1)
+            flip = self.rng.random() < 0.5
+            if i not in wanted:
+                continue
             patch = image[y : y + self.crop, x : x + self.crop]
-            if self.rng.random() < 0.5:
-                patch = patch[:, ::-1]
-            out[i] = patch
-        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+            out[i - wanted.start] = patch[:, ::-1] if flip else patch
+        return torch.from_numpy(out).to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def load_split(folder: Path, validation_fraction: float) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:

@@ -13,6 +13,8 @@ the first ``n`` stages' code vectors, i.e. exactly the latent the encoder's
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,13 +50,35 @@ def kmeans(vectors: Tensor, num_codes: int, iterations: int = 10, seed: int = 0)
     return centroids
 
 
+class ReplicaSync(Protocol):
+    """How data-parallel replicas of a quantizer agree (see :mod:`vqz.codec.distributed`).
+
+    ``sum_(t)`` sums ``t`` over all replicas in place; ``gather_rows(t)`` concatenates the
+    ``(n_r, M)`` tensors of every replica in rank order. Both are collective: every replica
+    calls them at the same points, which the quantizer guarantees by deciding only on
+    values that are already identical on every replica (summed statistics).
+    """
+
+    def sum_(self, tensor: Tensor) -> Tensor: ...
+
+    def gather_rows(self, tensor: Tensor) -> Tensor: ...
+
+
 class ResidualVectorQuantizer(nn.Module):
     """``S`` stages of ``K`` codes of dimension ``M``; codebooks live in buffers (EMA-trained).
 
     Training (``self.training``): codebooks follow an exponential moving average of the
     vectors assigned to them; codes unused for a while are restarted on random residuals.
     The first training batch initialises every stage by k-means on its own residuals.
+
+    Data-parallel training sets ``sync`` (a :class:`ReplicaSync`): the EMA counts and sums of
+    each stage are then summed over the replicas before the codebook update, and dead-code
+    restarts draw from the residuals of the whole (global) batch with an RNG that every
+    replica advances identically, so every replica keeps identical codebooks. ``sync=None``
+    (one process) costs nothing and computes exactly what it always did.
     """
+
+    sync: ReplicaSync | None = None
 
     def __init__(self, num_stages: int, codebook_size: int, dim: int, decay: float = 0.99) -> None:
         super().__init__()
@@ -114,13 +138,15 @@ class ResidualVectorQuantizer(nn.Module):
         quantized = torch.zeros_like(flat)
         for stage in range(self.num_stages):
             active = keep > stage
-            if not bool(active.any()):
+            # with replicas, a stage that none of *this* replica's samples keeps may still be
+            # kept by another's: the decision to stop is taken on the summed counts below
+            if self.sync is None and not bool(active.any()):
                 break
             codebook = self.codebooks[stage]
             index = _nearest(residual, codebook)
             code = codebook[index]
-            if self.training:
-                self._ema_update(stage, residual[active], index[active])
+            if self.training and not self._ema_update(stage, residual[active], index[active]):
+                break  # no replica keeps this stage (the one-process `break` above, decided globally)
             mask = active[:, None].to(flat.dtype)
             quantized = quantized + code * mask
             residual = residual - code * mask
@@ -140,9 +166,15 @@ class ResidualVectorQuantizer(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def _ema_update(self, stage: int, vectors: Tensor, index: Tensor) -> None:
+    def _ema_update(self, stage: int, vectors: Tensor, index: Tensor) -> bool:
+        """EMA step of one stage's codebook; False (nothing changed) when no replica had a vector."""
         one_hot_counts = torch.bincount(index, minlength=self.codebook_size).to(vectors.dtype)
         sums = torch.zeros_like(self.ema_sums[stage]).index_add_(0, index, vectors)
+        if self.sync is not None:
+            packed = self.sync.sum_(torch.cat([one_hot_counts[:, None], sums], dim=1))
+            one_hot_counts, sums = packed[:, 0], packed[:, 1:]
+            if not bool(one_hot_counts.sum() > 0):
+                return False
         self.ema_counts[stage].mul_(self.decay).add_(one_hot_counts, alpha=1 - self.decay)
         self.ema_sums[stage].mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.ema_counts[stage].sum()
@@ -151,6 +183,10 @@ class ResidualVectorQuantizer(nn.Module):
         # dead-code restart: codes whose usage fell far below uniform get a random residual
         dead = self.ema_counts[stage] < 0.03 * total / self.codebook_size
         num_dead = int(dead.sum())
+        if num_dead and self.sync is not None:
+            # every replica restarts from the same residuals (the global batch's, in rank
+            # order) with the same draws: identical codebooks, identical RNG streams
+            vectors = self.sync.gather_rows(vectors)
         if num_dead and vectors.shape[0] > 0:
             pick = torch.randint(0, vectors.shape[0], (num_dead,), device=vectors.device)
             fresh = vectors[pick] + 1e-3 * torch.randn_like(vectors[pick])
@@ -158,3 +194,4 @@ class ResidualVectorQuantizer(nn.Module):
             self.codebooks[stage][dead] = fresh
             self.ema_sums[stage][dead] = fresh * average_count
             self.ema_counts[stage][dead] = average_count
+        return True

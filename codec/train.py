@@ -11,7 +11,14 @@ Two phases in one run:
 Checkpoints (safetensors, model + optimizer, never pickle) are written every
 ``checkpoint_minutes`` and at the end; ``resume=True`` continues from the last one.
 Curves go to ``log.csv`` in the run folder. After training, the entropy tables are
-measured on the training split and frozen into the final weights (``--finalize``).
+measured on the training split and frozen into the final weights (``vqz export-model``).
+
+Under ``torchrun`` (see :mod:`vqz.codec.distributed`) the same function trains with
+DistributedDataParallel: ``batch`` is the global batch, split evenly over the ranks; every
+rank draws the random choices of the whole global batch from the same streams and keeps its
+own share, so a step sees the same global batch on any number of processes; gradients are
+averaged by DDP and the quantizer's EMA statistics summed (its ``sync`` hook), so every rank
+holds the same model; rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from vqz.codec import distributed
 from vqz.codec.config import ModelConfig
 from vqz.codec.data import CropSampler, load_split
 from vqz.codec.model import VQCodecModel
@@ -60,6 +68,7 @@ class TrainConfig:
     full_stage_fraction: float = 0.0  # share of each batch that keeps every stage; the rest draw 1..S uniformly
     lr_ramp_steps: int = 0  # linear ramp of the learning rate from 0 over the first steps of a run
     init_from: str = ""  # checkpoint of a smaller model to grow from (codec/grow.py) when no checkpoint exists
+    max_minutes: float = 0.0  # stop cleanly after this much training time (0: no limit); the LR decays by time then
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -76,6 +85,8 @@ class TrainConfig:
             raise VqzError(f"`full_stage_fraction` must be in [0, 1], got {self.full_stage_fraction}")
         if self.lr_ramp_steps < 0:
             raise VqzError("`lr_ramp_steps` must be >= 0")
+        if self.max_minutes < 0:
+            raise VqzError("`max_minutes` must be >= 0 (0: no time limit)")
 
     @classmethod
     def from_toml(cls, path: Path, overrides: dict[str, object] | None = None) -> "TrainConfig":
@@ -89,16 +100,26 @@ class TrainConfig:
         return cls(model=model, **data)
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
+def learning_rate(config: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
     """Linear ramp over ``lr_ramp_steps``, constant, then a cosine decay to
-    ``lr * lr_final_fraction`` over the last 40% of steps."""
+    ``lr * lr_final_fraction`` over the last 40% of steps.
+
+    ``time_fraction`` (the share of ``max_minutes`` spent) replaces the share of steps done
+    when it is the larger one, so a run stopped by its time budget ends its decay too.
+    """
     start = int(config.steps * 0.6)
-    if step < config.lr_ramp_steps:
-        return config.lr * min(1.0, (step + 1) / config.lr_ramp_steps)
+    ramp = getattr(config, "lr_ramp_steps", 0)  # the baselines' trainer shares this schedule, without a ramp
+    if step < ramp:
+        return config.lr * min(1.0, (step + 1) / ramp)
+    low = config.lr * config.lr_final_fraction
+    if time_fraction > step / config.steps:
+        if time_fraction < 0.6:
+            return config.lr
+        progress = min(1.0, (time_fraction - 0.6) / 0.4)
+        return low + (config.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
     if step < start:
         return config.lr
     progress = (step - start) / max(1, config.steps - start)
-    low = config.lr * config.lr_final_fraction
     return low + (config.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -112,20 +133,30 @@ def _save_checkpoint(path: Path, model: VQCodecModel, optimizer: torch.optim.Opt
     tmp.replace(path)
 
 
-def _load_checkpoint(path: Path, model: VQCodecModel, optimizer: torch.optim.Optimizer) -> int:
+def _read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        step = int((handle.metadata() or {})["step"])
-    tensors = load_file(str(path))
+        metadata = dict(handle.metadata() or {})
+    return load_file(str(path)), metadata
+
+
+def _apply_checkpoint(tensors: dict[str, Tensor], metadata: dict[str, str], model: VQCodecModel,
+                      optimizer: torch.optim.Optimizer) -> int:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state = optimizer.state_dict()
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
-            state["state"].setdefault(int(index), {})[name] = value
+            # Adam keeps its step counter on the CPU (unless capturable); the moments follow the parameters
+            state["state"].setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
     optimizer.load_state_dict(state)
-    return step
+    return int(metadata["step"])
+
+
+def _load_checkpoint(path: Path, model: VQCodecModel, optimizer: torch.optim.Optimizer) -> int:
+    tensors, metadata = _read_checkpoint(path)
+    return _apply_checkpoint(tensors, metadata, model, optimizer)
 
 
 @torch.no_grad()
@@ -204,27 +235,54 @@ def _kmeans_initialize(model: VQCodecModel, sampler: CropSampler, device: torch.
     model.quantizer._kmeans_init(flat)
 
 
+def _float_state(model: VQCodecModel) -> list[Tensor]:
+    return [v for v in model.state_dict().values() if v.is_floating_point()]
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) training; returns the path of the last checkpoint."""
+    """Run (or resume) training; returns the path of the last checkpoint.
+
+    Under torchrun every rank calls this; the process group is joined here and left on return.
+    """
+    rank, world_size, _ = distributed.environment()
+    if config.batch % world_size:
+        raise VqzError(f"`batch` ({config.batch}) must be a multiple of the number of processes ({world_size})")
+    context = distributed.setup()
+    try:
+        return _train(config, resume, progress, context)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(config: TrainConfig, resume: bool, progress: bool, context: distributed.Context) -> Path:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    main = context.is_main
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(__import__("json").dumps(asdict(config), indent=2))
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(__import__("json").dumps(asdict(config), indent=2))
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = context.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
 
     train_images, val_images, val_names = load_split(Path(config.data), config.validation_fraction)
-    (out / "validation_files.txt").write_text("\n".join(val_names) + "\n")
+    if main:
+        (out / "validation_files.txt").write_text("\n".join(val_names) + "\n")
     try:
         sampler = CropSampler(train_images, config.crop, config.seed)
     except ValueError as exc:
         raise VqzError(f"{config.data}: {exc}") from None
+    # this rank's share of the global batch (every rank draws the choices of all of it)
+    local = config.batch // context.world_size
+    part = range(context.rank * local, (context.rank + 1) * local) if context.distributed else None
 
     checkpoint = out / "checkpoint.safetensors"
-    resuming = resume and checkpoint.exists()
+    # rank 0's file system decides (the run folder need not be shared between nodes)
+    resuming = bool(distributed.broadcast_scalar(float(main and resume and checkpoint.exists()), context))
     if config.init_from and not resuming:
         model = _grow_from(config, sampler, device)
     else:
@@ -232,34 +290,59 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
     if resuming:
-        step = _load_checkpoint(checkpoint, model, optimizer)
+        tensors, metadata = _read_checkpoint(checkpoint) if main else (None, None)
+        if context.distributed:
+            tensors, metadata = distributed.broadcast_tensor_dict(tensors, metadata, context)
+        step = _apply_checkpoint(tensors, metadata, model, optimizer)
         sampler.rng = __import__("numpy").random.default_rng(config.seed + step)
-    log_path = out / "log.csv"
-    new_log = not log_path.exists() or not resume
-    log = open(log_path, "w" if new_log else "a", newline="")
-    writer = csv.writer(log)
+    net: torch.nn.Module = model
+    if context.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        distributed.broadcast_(_float_state(model))  # one starting point, bit for bit
+        model.quantizer.sync = distributed.ReplicaSync()
+        # the quantizer's buffers are kept identical by its sync hook, not re-sent every step
+        import inspect
+
+        no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                          else {"broadcast_buffers": False})  # the name before torch 2.14
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
+
+    log = None
     levels = sorted({1, max(1, config.model.num_stages // 2), config.model.num_stages})
-    if new_log:
-        writer.writerow(["step", "phase", "lr", "loss", "train_psnr", "elapsed_s"] + [f"val_psnr_s{l}" for l in levels])
+    if main:
+        log_path = out / "log.csv"
+        new_log = not log_path.exists() or not resume
+        log = open(log_path, "w" if new_log else "a", newline="")
+        writer = csv.writer(log)
+        if new_log:
+            writer.writerow(["step", "phase", "lr", "loss", "train_psnr", "elapsed_s"] + [f"val_psnr_s{l}" for l in levels])
 
     model.train()
     started = time.time()
     last_checkpoint = time.time()
+    time_fraction = 0.0  # share of max_minutes spent (rank 0's clock), 0 without a time budget
     running_loss, running_psnr, count = 0.0, 0.0, 0
     columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress) as bar:
+    with Progress(*columns, disable=not (progress and main)) as bar:
         task = bar.add_task("train", total=config.steps, completed=step, status="")
-        while step < config.steps:
+        is_last = step >= config.steps
+        while not is_last:
             quantize = step >= config.warmup_steps
             if quantize and not bool(model.quantizer.initialized):
                 _kmeans_initialize(model, sampler, device)
+                if context.distributed:
+                    distributed.broadcast_(_float_state(model.quantizer))
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, step)
-            x = sampler.sample(config.batch).to(device)
-            stages = sample_stages(config).to(device) if quantize else None
+                group["lr"] = learning_rate(config, step, time_fraction)
+            x = sampler.sample(config.batch, part, device)
+            stages = None
+            if quantize:
+                stages = sample_stages(config)
+                stages = (stages if part is None else stages[part.start : part.stop]).to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                result = model(x, stages)
+                result = net(x, stages)
             mse = F.mse_loss(result["x_hat"].float(), x)
             loss = mse + config.commitment_weight * result["commitment"]
             optimizer.zero_grad(set_to_none=True)
@@ -267,21 +350,31 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
-            running_loss += loss.item()
-            running_psnr += -10 * math.log10(max(mse.item(), 1e-10))
+            loss_value, mse_value = distributed.mean_over_ranks(torch.stack([loss.detach(), mse.detach()]), context).tolist()
+            running_loss += loss_value
+            running_psnr += -10 * math.log10(max(mse_value, 1e-10))
             count += 1
             bar.update(task, completed=step, status=f"loss {running_loss / count:.5f} psnr {running_psnr / count:.2f}dB")
+            if config.max_minutes > 0:
+                time_fraction = distributed.broadcast_scalar((time.time() - started) / (config.max_minutes * 60), context)
 
-            is_last = step == config.steps
-            if step % config.validate_every == 0 or is_last:
+            is_last = step >= config.steps or time_fraction >= 1.0
+            if main and (step % config.validate_every == 0 or is_last):
                 val = validate(model, val_images, device, levels) if quantize else {}
-                writer.writerow([step, "vq" if quantize else "ae", f"{learning_rate(config, step):.3g}",
+                writer.writerow([step, "vq" if quantize else "ae", f"{learning_rate(config, step, time_fraction):.3g}",
                                  f"{running_loss / count:.6f}", f"{running_psnr / count:.3f}", f"{time.time() - started:.0f}"]
                                 + [f"{val.get(l, float('nan')):.3f}" for l in levels])
                 log.flush()
+            if step % config.validate_every == 0 or is_last:
                 running_loss, running_psnr, count = 0.0, 0.0, 0
-            if is_last or time.time() - last_checkpoint > config.checkpoint_minutes * 60:
+                if not distributed.replicas_agree(_float_state(model), context):
+                    raise VqzError(f"step {step}: the processes' models diverged (parameters or codebooks differ)")
+            if main and (is_last or time.time() - last_checkpoint > config.checkpoint_minutes * 60):
                 _save_checkpoint(checkpoint, model, optimizer, step, config)
                 last_checkpoint = time.time()
-    log.close()
+    if log is not None:
+        log.close()
+    if context.distributed:
+        model.quantizer.sync = None
+        distributed.barrier(context)  # the checkpoint is written when any rank returns
     return checkpoint
