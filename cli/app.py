@@ -3,7 +3,8 @@
 Each command's module is imported only when that command runs (or when ``vqz --help`` or
 shell completion lists the commands), so ``vqz info`` never imports the encoder, the
 benchmarks or numpy, and ``vqz decode`` never imports the encoder's modules. Command
-modules import the model (ONNX Runtime, never torch) only inside the commands.
+modules import the model (ONNX Runtime, never torch) only inside the commands. Plain
+option values are converted without pydantic (:mod:`vqz.cli.params`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import sys
 from collections.abc import Iterator, MutableMapping
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+
+from vqz.cli.params import install as install_fast_conversion
 
 #: command name -> (module, function), in the order ``vqz --help`` lists them
 COMMANDS = {
@@ -87,12 +90,25 @@ class LazyGroup(TyperGroup):
                 return None
             raise
         single = typer.Typer()
-        single.command(name)(getattr(module, attribute))
-        return typer.main.get_command_from_info(
+        single.command(name, cls=FastCommand)(getattr(module, attribute))
+        command = typer.main.get_command_from_info(
             single.registered_commands[0],
             pretty_exceptions_short=app.pretty_exceptions_short,
             rich_markup_mode=self.rich_markup_mode,
         )
+        return command
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        install_fast_conversion(self.get_params(ctx))  # with the completion and help options, made late
+        return super().parse_args(ctx, args)
+
+
+class FastCommand(TyperCommand):
+    """A typer command whose plain option values are converted without pydantic."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        install_fast_conversion(self.get_params(ctx))
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx) -> list[str]:
         return [name for name in list(self.commands) if self.commands.get(name) is not None]
