@@ -1,43 +1,134 @@
 """The ``vqz`` command line: one typer app, one module per command.
 
-Command modules import the model (ONNX Runtime, never torch) only inside the commands, so ``vqz --help``
-and shell completion (``vqz --install-completion``) answer without loading them.
+Each command's module is imported only when that command runs (or when ``vqz --help`` or
+shell completion lists the commands), so ``vqz info`` never imports the encoder, the
+benchmarks or numpy, and ``vqz decode`` never imports the encoder's modules. Command
+modules import the model (ONNX Runtime, never torch) only inside the commands. Plain
+option values are converted without pydantic (:mod:`vqz.cli.params`).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Iterator, MutableMapping
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from vqz.cli.decode import decode
-from vqz.cli.encode import encode
-from vqz.cli.info import info
-from vqz.cli.models import models
-from vqz.cli.train import export_model, train
+from vqz.cli.params import install as install_fast_conversion
+
+#: command name -> (module, function), in the order ``vqz --help`` lists them
+COMMANDS = {
+    "encode": ("vqz.cli.encode", "encode"),
+    "decode": ("vqz.cli.decode", "decode"),
+    "info": ("vqz.cli.info", "info"),
+    "models": ("vqz.cli.models", "models"),
+    "train": ("vqz.cli.train", "train"),
+    "export-model": ("vqz.cli.train", "export_model"),
+    # the benchmark suite's commands, listed when the suite imports
+    "bench": ("vqz.benchmarks.cli", "bench"),
+    "bench-speed": ("vqz.benchmarks.cli", "bench_speed"),
+}
+#: modules whose commands are left out when they cannot be imported (an optional part)
+OPTIONAL_MODULES = {"vqz.benchmarks.cli"}
+
+
+class _LazyCommands(MutableMapping):
+    """The group's ``commands``: names known up front, each command built on first access.
+
+    A command whose optional module does not import is dropped (as if never registered).
+    """
+
+    def __init__(self, built: dict, group: LazyGroup) -> None:
+        self._names = list(dict.fromkeys([*COMMANDS, *built]))
+        self._built = dict(built)
+        self._group = group
+
+    def __getitem__(self, name: str):
+        if name not in self._built:
+            if name not in self._names:
+                raise KeyError(name)
+            command = self._group.build_command(name)
+            if command is None:
+                self._names.remove(name)
+                raise KeyError(name)
+            self._built[name] = command
+        return self._built[name]
+
+    def __setitem__(self, name: str, command) -> None:
+        if name not in self._names:
+            self._names.append(name)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class LazyGroup(TyperGroup):
+    """A typer group whose commands (``COMMANDS``) are built from their modules when first used."""
+
+    def __init__(self, *, commands=None, rich_markup_mode=None, **attrs) -> None:
+        super().__init__(commands=None, rich_markup_mode=rich_markup_mode, **attrs)
+        self.commands = _LazyCommands(dict(commands or {}), self)
+
+    def build_command(self, name: str):
+        """The click command of ``name``, built as typer builds a registered command."""
+        module_name, attribute = COMMANDS[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            if module_name in OPTIONAL_MODULES:  # pragma: no cover - optional extra
+                return None
+            raise
+        single = typer.Typer()
+        single.command(name, cls=FastCommand)(getattr(module, attribute))
+        command = typer.main.get_command_from_info(
+            single.registered_commands[0],
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=self.rich_markup_mode,
+        )
+        return command
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        install_fast_conversion(self.get_params(ctx))  # with the completion and help options, made late
+        return super().parse_args(ctx, args)
+
+
+class FastCommand(TyperCommand):
+    """A typer command whose plain option values are converted without pydantic."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        install_fast_conversion(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx) -> list[str]:
+        return [name for name in list(self.commands) if self.commands.get(name) is not None]
+
 
 app = typer.Typer(
     name="vqz",
+    cls=LazyGroup,
     help="vqz: a learned image codec. Example: vqz encode photo.png && vqz decode photo.vqz -o out.png",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-app.command("encode")(encode)
-app.command("decode")(decode)
-app.command("info")(info)
-app.command("models")(models)
-app.command("train")(train)
-app.command("export-model")(export_model)
 
-try:  # the benchmark suite registers `vqz bench` when its dependencies are installed
-    from vqz.benchmarks.cli import register as _register_bench
-except ImportError:  # pragma: no cover - optional extra
-    _register_bench = None
-if _register_bench is not None:
-    _register_bench(app)
+
+@app.callback()
+def _group() -> None:
+    # a group with its commands in LazyGroup: typer makes a group of an app with a callback
+    pass
 
 
 def main() -> None:

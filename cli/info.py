@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vqz.api import read_info
+from vqz.fileinfo import read_info  # not vqz.api: no numpy, no model
 from vqz.cli.files import STDIN_LABEL, is_stdio, read_input
 from vqz.cli.report import error
 from vqz.errors import VqzError

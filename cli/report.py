@@ -7,16 +7,17 @@ and goes on with the others.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vqz.errors import VqzError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,6 +55,9 @@ def _pool(workers: int, preload: Sequence[str]) -> ProcessPoolExecutor:
     """Worker processes started clean (forkserver, else spawn), never forked from a parent
     that has already run torch: OpenMP thread pools do not survive a fork. The forkserver
     imports ``preload`` once (torch takes seconds), then forks each worker from itself."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
@@ -65,6 +69,8 @@ def _pool(workers: int, preload: Sequence[str]) -> ProcessPoolExecutor:
 
 def _progress(total: int, quiet: bool) -> Any:
     """A rich progress bar on stderr, shown only for several files on an interactive terminal."""
+    if quiet or total < 2:  # rich is imported only when a bar may be shown
+        return None
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

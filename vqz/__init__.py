@@ -2,7 +2,8 @@
 
 The public API (``encode``, ``decode``, ``decode_array``, ``read_info``, ``load_model``,
 ``quality_levels``) lives in :mod:`vqz.api` and is imported lazily, so that
-``import vqz`` stays cheap (no torch) until a codec function is used.
+``import vqz`` stays cheap (no numpy, no torch) until a codec function is used;
+``read_info`` comes from :mod:`vqz.fileinfo`, which needs neither numpy nor a model.
 
 ``import vqz`` also registers a Pillow plugin (:mod:`vqz.pillow_plugin`), after which
 ``PIL.Image.open("x.vqz")`` decodes and ``image.save("x.vqz", quality=6)`` encodes.
@@ -33,7 +34,15 @@ __all__ = ["FormatError", "ImageError", "ModelError", "VqzError", "__version__",
 _pillow_plugin.register()
 
 
+#: served by vqz.fileinfo, which imports neither numpy nor the model
+_LIGHT = {"read_info", "VqzInfo"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LIGHT:
+        from vqz import fileinfo
+
+        return getattr(fileinfo, name)
     if name in _API:
         from vqz import api
 

@@ -76,8 +76,8 @@ class VqzImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = "RGB" if parsed.alpha is None else "RGBA"
         self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
-        from vqz.api import pillow_info
         from vqz.codec.metadata import Metadata
+        from vqz.fileinfo import pillow_info
 
         self.info.update(pillow_info(Metadata(parsed.exif, parsed.xmp, parsed.icc)))
         tile = ("vqz", (0, 0, *self._size), 0, ())
