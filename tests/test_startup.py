@@ -47,13 +47,13 @@ print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
 
 
 def test_info_imports_no_numpy_no_model_and_no_pydantic():
-    loaded = _imported_by(["info", str(DATA / "golden_q3.vqz"), "--json"])
+    loaded = _imported_by(["info", str(DATA / "golden-vqz-rvq8-f8-q3.vqz"), "--json"])
     expected = [] if params._TyperParameter is not None else ["pydantic"]  # another typer converts with pydantic
     assert [m for m in loaded if m != "pydantic"] == [] and [m for m in loaded if m == "pydantic"] <= expected
 
 
 def test_decode_imports_only_the_decoder(tmp_path):
-    loaded = _imported_by(["decode", str(DATA / "golden_q3.vqz"), "-o", str(tmp_path / "out.png")])
+    loaded = _imported_by(["decode", str(DATA / "golden-vqz-rvq8-f8-q3.vqz"), "-o", str(tmp_path / "out.png")])
     assert set(loaded) <= {"numpy", "onnxruntime", "vqz.codec.weights", "vqz.api", "vqz.cli.decode"}
     assert "vqz.cli.decode" in loaded and "onnxruntime" in loaded
 
