@@ -174,8 +174,8 @@ def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, mod
         seeds += [Seed.parse(vqz.encode(image, quality=middle, model=weights, **chunks)) for image in images]
     if partial and len(levels) >= 3:
         for image in images:
-            budget = (len(vqz.encode(image, quality=2, model=weights)) + len(vqz.encode(image, quality=3, model=weights)))
-            seeds.append(Seed.parse(vqz.encode(image, target_size=budget // 2, model=weights)))
+            budget = sum(len(vqz.encode(image, quality=q, model=weights)) for q in (2, 3)) // 2
+            seeds.append(Seed.parse(vqz.encode(image, target_size=budget, model=weights)))
     return seeds
 
 
@@ -396,7 +396,8 @@ def coded_cells(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_side:
     if rng.random() < 0.2:  # the flag cleared, the count removed: the last payload now claims every cell
         return _set(data[:start] + data[start + size :], 5, "<B", data[5] & ~0x04)
     f = seed.fields()
-    cells = struct.unpack_from("<H", data, f["grid_height"][0])[0] * struct.unpack_from("<H", data, f["grid_width"][0])[0]
+    (grid_h,), (grid_w,) = struct.unpack_from("<H", data, f["grid_height"][0]), struct.unpack_from("<H", data, f["grid_width"][0])
+    cells = grid_h * grid_w
     raw = rng.choice((_varint(0), _varint(cells), _varint(cells + 1), _varint(max(cells - 1, 0)),
                       _varint(rng.randrange(cells + 1)), b"\xff\xff\xff\xff\x0f", b"\x80\x00", b"\x80\x80\x80\x80\x80"))
     return data[:start] + raw + data[start + size :]

@@ -110,7 +110,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     targets = {key: options.get(key) for key in ("quality", "target_bpp", "target_psnr", "target_size")}
     given = {key: value for key, value in targets.items() if value is not None}
     if len(given) > 1:
-        raise ValueError(f"give at most one of quality, target_bpp, target_psnr and target_size, got {', '.join(given)}")
+        raise ValueError(f"give at most one of quality, target_bpp, target_psnr and target_size, "
+                         f"got {', '.join(given)}")
     model = options.get("model")
     try:
         quality = targets["quality"]
