@@ -11,7 +11,9 @@ Mutations (see ``MUTATORS``): random bit flips, truncations, appended bytes, ran
 runs, inserted / deleted bytes, header fields set to extremes (0, 1, max, sign bit,
 -1 as unsigned), payload-length varints maxed or made non-canonical, width/height/grid
 made consistent with each other at other sizes, stages dropped / duplicated / spliced
-from another file, payloads replaced by random words, the model id or hash changed.
+from another file, payloads replaced by random words, the model id or hash changed,
+metadata chunks garbled, the coded-cell count of a part-way last stage set to extremes
+(or the part-way flag set / cleared).
 
 Two modes per case: as mutated (most are stopped cheaply by the CRC-32), and with the
 CRC recomputed after mutating, so the mutation reaches the field checks, the model
@@ -63,6 +65,7 @@ class Seed:
     chunk_table: int | None = None  # offset of the metadata chunk count, if any
     chunk_entries: tuple[tuple[int, int], ...] = ()  # (offset, size) of each chunk's tag + length varint
     chunks: tuple[tuple[int, int], ...] = ()  # (offset, size) of each metadata chunk's data
+    coded_cells: tuple[int, int] | None = None  # (offset, size) of the part-way stage's coded-cell count varint
 
     @classmethod
     def parse(cls, data: bytes) -> Seed:
@@ -81,6 +84,10 @@ class Seed:
         for _ in payloads:
             start, pos = pos, skip_varint(pos)
             varints.append((start, pos - start))
+        coded_cells = None
+        if data[5] & 0x04:
+            start, pos = pos, skip_varint(pos)
+            coded_cells = (start, pos - start)
         chunk_table, entries = None, []
         if data[5] & 0x02:
             chunk_table, pos = pos, pos + 1
@@ -95,7 +102,8 @@ class Seed:
         for size in parsed.metadata_bytes.values():
             chunks.append((pos, size))
             pos += size
-        return cls(bytes(data), id_len, tuple(varints), tuple(spans), chunk_table, tuple(entries), tuple(chunks))
+        return cls(bytes(data), id_len, tuple(varints), tuple(spans), chunk_table, tuple(entries), tuple(chunks),
+                   coded_cells)
 
     def fields(self) -> dict[str, tuple[int, str]]:
         """Header field -> (offset, struct format)."""
@@ -149,9 +157,10 @@ def real_metadata() -> dict[str, bytes]:
 
 
 def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, model: object = None,
-               metadata: bool = True) -> list[Seed]:
+               metadata: bool = True, partial: bool = True) -> list[Seed]:
     """``count`` real images (Kodak crops, else synthetic) x ``qualities``, encoded; with
-    ``metadata``, then each image once more at the middle quality with EXIF, XMP and ICC chunks."""
+    ``metadata``, then each image once more at the middle quality with EXIF, XMP and ICC chunks;
+    with ``partial``, once more with a part-way last stage (a byte budget between qualities 2 and 3)."""
     import vqz
 
     weights = vqz.load_model() if model is None else model
@@ -163,6 +172,10 @@ def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, mod
         chunks = real_metadata()
         middle = [q for q in qualities if q in levels][len(qualities) // 2]
         seeds += [Seed.parse(vqz.encode(image, quality=middle, model=weights, **chunks)) for image in images]
+    if partial and len(levels) >= 3:
+        for image in images:
+            budget = sum(len(vqz.encode(image, quality=q, model=weights)) for q in (2, 3)) // 2
+            seeds.append(Seed.parse(vqz.encode(image, target_size=budget, model=weights)))
     return seeds
 
 
@@ -193,7 +206,8 @@ def _rebuild(seed: Seed, payloads: Sequence[bytes]) -> bytes:
     ``seed``'s old CRC (the harness recomputes it for the CRC-fixed cases only)."""
     head = bytearray(seed.data[: seed.header_end])
     head[seed.fields()["count"][0]] = len(payloads) & 0xFF
-    body = bytes(head) + b"".join(_varint(len(p)) for p in payloads) + b"".join(payloads)
+    coded = b"" if seed.coded_cells is None else seed.data[seed.coded_cells[0] : sum(seed.coded_cells)]
+    body = bytes(head) + b"".join(_varint(len(p)) for p in payloads) + coded + b"".join(payloads)
     return body + seed.data[-_CRC:]
 
 
@@ -369,6 +383,26 @@ def metadata_chunks(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_s
     return data[:offset] + data[offset : offset + cut] + data[offset + length :]
 
 
+def coded_cells(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_side: int) -> bytes:
+    """A part-way stage's coded-cell count set to 0, the grid, one past it, a huge or a
+    non-canonical value; or the part-way flag set on a whole file (a count inserted) or
+    cleared on a part-way one (its count removed)."""
+    data = seed.data
+    if seed.coded_cells is None:  # make it part-way: flag bit 2 and a count after the length varints
+        cut = seed.varints[-1][0] + seed.varints[-1][1] if seed.varints else seed.header_end
+        count = rng.choice((0, 1, rng.randrange(1 << 14)))
+        return _set(data[:cut] + _varint(count) + data[cut:], 5, "<B", data[5] | 0x04)
+    start, size = seed.coded_cells
+    if rng.random() < 0.2:  # the flag cleared, the count removed: the last payload now claims every cell
+        return _set(data[:start] + data[start + size :], 5, "<B", data[5] & ~0x04)
+    f = seed.fields()
+    (grid_h,), (grid_w,) = struct.unpack_from("<H", data, f["grid_height"][0]), struct.unpack_from("<H", data, f["grid_width"][0])
+    cells = grid_h * grid_w
+    raw = rng.choice((_varint(0), _varint(cells), _varint(cells + 1), _varint(max(cells - 1, 0)),
+                      _varint(rng.randrange(cells + 1)), b"\xff\xff\xff\xff\x0f", b"\x80\x00", b"\x80\x80\x80\x80\x80"))
+    return data[:start] + raw + data[start + size :]
+
+
 MUTATORS: dict[str, Mutator] = {
     "bit_flips": bit_flips,
     "truncation": truncation,
@@ -383,6 +417,7 @@ MUTATORS: dict[str, Mutator] = {
     "payload_words": payload_words,
     "model_identity": model_identity,
     "metadata_chunks": metadata_chunks,
+    "coded_cells": coded_cells,
 }
 
 

@@ -5,7 +5,8 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     magic          4  b"\\x89VQZ"
     version        u8 FORMAT_VERSION
     flags          u8 bit 0: an alpha plane follows the stage payloads;
-                      bit 1: metadata chunks follow (EXIF, XMP, ICC profile); other bits 0
+                      bit 1: metadata chunks follow (EXIF, XMP, ICC profile);
+                      bit 2: the last stage is part-way (a coded-cell count follows); other bits 0
     model_id_len   u8 1..MAX_MODEL_ID
     model_id       model_id_len bytes of printable ASCII
     model_hash     8  first 8 bytes of SHA-256 of the weights file
@@ -17,6 +18,8 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     grid_width     u16
     payload_len    ULEB128 varint, num_payloads times
     alpha_len      ULEB128 varint, only when flags bit 0 is set
+    coded_cells    ULEB128 varint, only when flags bit 2 is set: the last payload codes only this many
+                   cells of its stage, 0..grid_height * grid_width (needs num_payloads >= 2)
     chunk_count    u8 1..3, only when flags bit 1 is set, then per chunk:
       chunk_tag    4 bytes: b"EXIF", b"ICCP" or b"XMP ", strictly ascending (each at most once)
       chunk_len    ULEB128 varint, 1..the tag's cap
@@ -45,7 +48,8 @@ MAX_PAYLOAD_BYTES = 1 << 30
 MAX_GRID_SIDE = 0xFFFF
 FLAG_ALPHA = 0x01
 FLAG_METADATA = 0x02
-_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA
+FLAG_PARTIAL = 0x04
+_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL
 #: Metadata chunk tag -> (name of the VqzFile field, largest size in bytes), in the order they are stored.
 #: EXIF: what fits one JPEG APP1 segment after its 6-byte "Exif\0\0" prefix (65533 - 6);
 #: ICC: what fits 255 JPEG APP2 segments (255 * 65519 bytes, rounded down to 16 MB); XMP: 4 MiB.
@@ -62,7 +66,9 @@ class Header:
     """Everything a decoder must know before it touches the payloads.
 
     ``grid_height``/``grid_width`` are the latent grid (padded image / downsampling);
-    each payload codes ``grid_height * grid_width`` indices of one quantizer stage.
+    each payload codes ``grid_height * grid_width`` indices of one quantizer stage, except
+    that with ``coded_cells`` set the last payload codes only that many cells of its stage
+    (a part-way stage, in the order of :mod:`vqz.codec.partial`); ``None``: every stage whole.
     """
 
     model_id: str
@@ -73,6 +79,12 @@ class Header:
     grid_height: int
     grid_width: int
     version: int = FORMAT_VERSION
+    coded_cells: int | None = None
+
+    @property
+    def cells(self) -> int:
+        """Latent cells per stage: ``grid_height * grid_width``."""
+        return self.grid_height * self.grid_width
 
     def validate(self) -> None:
         if not 1 <= len(self.model_id) <= MAX_MODEL_ID or not self.model_id.isascii() or not self.model_id.isprintable():
@@ -87,6 +99,8 @@ class Header:
             raise FormatError(f"quality {self.quality} is outside 1..255")
         if not (1 <= self.grid_height <= MAX_GRID_SIDE and 1 <= self.grid_width <= MAX_GRID_SIDE):
             raise FormatError(f"latent grid {self.grid_height}x{self.grid_width} is outside 1..{MAX_GRID_SIDE}")
+        if self.coded_cells is not None and not 0 <= self.coded_cells <= self.cells:
+            raise FormatError(f"{self.coded_cells} coded cells in the last stage exceed its grid of {self.cells}")
 
 
 def _write_varint(value: int) -> bytes:
@@ -162,7 +176,10 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, e
     for tag, chunk in chunks:
         if not 1 <= len(chunk) <= CHUNKS[tag][1]:
             raise FormatError(f"{CHUNKS[tag][0]} chunk of {len(chunk)} bytes is outside 1..{CHUNKS[tag][1]}")
-    flags = (FLAG_ALPHA if alpha is not None else 0) | (FLAG_METADATA if chunks else 0)
+    if header.coded_cells is not None and len(payloads) < 2:
+        raise FormatError("a part-way last stage needs at least 2 payloads (stage 0 is always whole)")
+    flags = ((FLAG_ALPHA if alpha is not None else 0) | (FLAG_METADATA if chunks else 0)
+             | (FLAG_PARTIAL if header.coded_cells is not None else 0))
     model_id = header.model_id.encode("ascii")
     parts = [
         MAGIC,
@@ -176,6 +193,8 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, e
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise FormatError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         parts.append(_write_varint(len(payload)))
+    if header.coded_cells is not None:
+        parts.append(_write_varint(header.coded_cells))
     if chunks:
         parts.append(struct.pack("<B", len(chunks)))
         parts += [tag + _write_varint(len(chunk)) for tag, chunk in chunks]
@@ -232,14 +251,20 @@ def unpack_file(data: bytes) -> VqzFile:
         raise FormatError("model id is not ASCII") from None
     model_hash = reader.take(_HASH_BYTES, "model hash")
     width, height, quality, count, grid_h, grid_w = reader.unpack("<IIBBHH", "image fields")
-    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version)
-    header.validate()
+    Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version).validate()
     if count > MAX_PAYLOADS:
         raise FormatError(f"{count} payloads exceed the cap of {MAX_PAYLOADS}")
     has_alpha = bool(flags & FLAG_ALPHA)
     lengths = [reader.varint("payload lengths") for _ in range(count + has_alpha)]
     if any(length > MAX_PAYLOAD_BYTES for length in lengths):
         raise FormatError(f"a payload length exceeds {MAX_PAYLOAD_BYTES} bytes")
+    coded_cells = None
+    if flags & FLAG_PARTIAL:
+        if count < 2:
+            raise FormatError(f"a part-way last stage needs at least 2 payloads, the file has {count}")
+        coded_cells = reader.varint("coded cell count")
+    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version, coded_cells)
+    header.validate()  # the coded cell count against the grid
     tags: list[bytes] = []
     if flags & FLAG_METADATA:
         (chunk_count,) = reader.unpack("<B", "metadata chunk count")

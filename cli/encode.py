@@ -38,6 +38,7 @@ class EncodeTask:
     max_pixels: int
     strip: tuple[str, ...] = ()
     srgb: bool = False
+    target_size: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class EncodeResult:
     psnr: Optional[float]  # dB, measured by --target-psnr only
     met: bool  # False when no level met the target
     warnings: tuple[str, ...] = ()  # Python warnings raised while reading the image, e.g. 16 -> 8 bits
+    level: Optional[float] = None  # the quality as a fraction when the last stage stops part-way
+    size: int = 0  # bytes
 
 
 def encode_one(task: EncodeTask) -> EncodeResult:
@@ -63,12 +66,15 @@ def encode_one(task: EncodeTask) -> EncodeResult:
         metadata = loaded.metadata.stripped(task.strip)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     choice = encode_image(weights, loaded.rgb, loaded.alpha, metadata, quality=task.quality,
-                          target_bpp=task.target_bpp, target_psnr=task.target_psnr)
-    return EncodeResult(choice.data, choice.quality, choice.bpp, choice.psnr, choice.met, notes)
+                          target_bpp=task.target_bpp, target_psnr=task.target_psnr, target_size=task.target_size)
+    level = choice.level if choice.coded_cells is not None else None
+    return EncodeResult(choice.data, choice.quality, choice.bpp, choice.psnr, choice.met, notes, level,
+                        len(choice.data))
 
 
 def _describe(result: EncodeResult) -> str:
-    text = f"quality {result.quality}, {result.bpp:.3f} bpp"
+    text = f"quality {result.quality if result.level is None else f'{result.level:.2f}'}, {result.bpp:.3f} bpp"
+    text += f", {result.size} bytes" if result.size else ""
     return text + (f", PSNR {result.psnr:.2f} dB" if result.psnr is not None else "")
 
 
@@ -83,8 +89,13 @@ def encode(
         show_default=False)] = None,
     target_bpp: Annotated[Optional[float], typer.Option(
         "--target-bpp",
-        help="Rate control: the highest quality whose file is at most this many bits per pixel "
-             "(quality 1 and a warning if none is).")] = None,
+        help="Rate control: the largest file of at most this many bits per pixel, as --target-size "
+             "(quality 1 and a warning if even that is larger).")] = None,
+    target_size: Annotated[Optional[int], typer.Option(
+        "--target-size", metavar="BYTES",
+        help="Rate control: the largest file of at most this many bytes, metadata included (the last stage "
+             "stops part-way to fill the budget closely). Too small a budget gives the smallest file "
+             "(quality 1) and a warning.", show_default=False)] = None,
     target_psnr: Annotated[Optional[float], typer.Option(
         "--target-psnr",
         help="Rate control: the smallest file whose decoded image reaches this PSNR in dB "
@@ -109,11 +120,15 @@ def encode(
 
     Example: vqz encode photos/ --target-bpp 0.5 -o out/ --workers 4
 
+    Example: vqz encode photo.jpg --target-size 20000 -o photo.vqz
+
     Example: cat photo.png | vqz encode - -o - > photo.vqz
     """
-    if sum(option is not None for option in (quality, target_bpp, target_psnr)) > 1:
-        raise typer.BadParameter("-q/--quality, --target-bpp and --target-psnr are mutually exclusive",
-                                 param_hint="'-q' / '--target-bpp' / '--target-psnr'")
+    if sum(option is not None for option in (quality, target_bpp, target_psnr, target_size)) > 1:
+        raise typer.BadParameter("-q/--quality, --target-bpp, --target-psnr and --target-size are mutually exclusive",
+                                 param_hint="'-q' / '--target-bpp' / '--target-psnr' / '--target-size'")
+    if target_size is not None and target_size < 1:
+        raise typer.BadParameter(f"{target_size} is not a positive number of bytes", param_hint="'--target-size'")
     for name, value in (("--target-bpp", target_bpp), ("--target-psnr", target_psnr)):
         if value is not None and not value > 0:  # also refuses nan
             raise typer.BadParameter(f"{value} is not a positive number", param_hint=f"'{name}'")
@@ -141,7 +156,7 @@ def encode(
     if quality is not None and quality not in levels:
         raise typer.BadParameter(f"{quality} is not a valid level; choose {levels.start}..{levels.stop - 1}",
                                  param_hint="'-q' / '--quality'")
-    if quality is None and target_bpp is None and target_psnr is None:
+    if quality is None and target_bpp is None and target_psnr is None and target_size is None:
         quality = DEFAULT_QUALITY
     for label, message in problems + clashes:
         error(label, message)
@@ -163,6 +178,8 @@ def encode(
             warning(job.label, message)
         if target_bpp is not None and not result.met:
             warning(job.label, f"no quality level is at most {target_bpp:g} bpp; used {_describe(result)}")
+        elif target_size is not None and not result.met:
+            warning(job.label, f"no file fits in {target_size} bytes; used the smallest, {_describe(result)}")
         elif target_psnr is not None and not result.met:
             warning(job.label, f"no quality level reaches {target_psnr:g} dB PSNR; used {_describe(result)}")
         elif quality is None and not quiet:
@@ -173,8 +190,8 @@ def encode(
     except VqzError as exc:
         error(STDIN_LABEL, str(exc))
         raise typer.Exit(1)
-    tasks = [EncodeTask(source, model, quality, target_bpp, target_psnr, max_pixels, tuple(strip or ()), srgb)
-             for source in sources]
+    tasks = [EncodeTask(source, model, quality, target_bpp, target_psnr, max_pixels, tuple(strip or ()), srgb,
+                        target_size) for source in sources]
     failed += run_batch(encode_one, tasks, [job.label for job in runnable], finish,
                         workers=workers, quiet=quiet, description="encoding",
                         preload=["vqz.codec.pipeline", "vqz.codec.rate_control", "vqz.codec.registry"])

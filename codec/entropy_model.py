@@ -33,10 +33,12 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from vqz.codec.stage_context import NUM_CONTEXTS, StageContexts
+from vqz.codec.stage_context import NUM_CONTEXTS, StageContexts, priority_order
 from vqz.errors import FormatError
 
 _WORD = np.dtype("<u4")
+#: The index of a cell a part-way stage leaves uncoded (it adds no code vector: :func:`vqz.codec.vq.dequantize`).
+UNCODED = -1
 CONDITIONAL_TOTAL = 1 << 15
 # Symbols per constriction call in a conditional pass (encoder and decoder): bounds its (chunk, K)
 # float64 probability table (16 MiB for K = 512) whatever grid size a header declares.
@@ -114,13 +116,31 @@ class EntropyModel:
             raise ValueError(f"stage {stage} is coded given the {stage} planes before it (`prefix`)")
         return True
 
-    def _context_groups(self, prefix: np.ndarray, stage: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cells grouped by context: (raster positions sorted by context (stable), start of each group + end)."""
+    def _context_groups(self, prefix: np.ndarray, stage: int,
+                        coded: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Cells grouped by context: (raster positions sorted by context (stable), start of each group + end).
+
+        ``coded``: only the first ``coded`` cells in :func:`~vqz.codec.stage_context.priority_order`
+        (a part-way stage), still grouped by context, each group in raster order.
+        """
         assert self.stages is not None
-        contexts = self.stages.contexts(prefix, stage).ravel()
-        order = np.argsort(contexts, kind="stable")
+        activity = self.stages.activity(prefix, stage)
+        contexts = self.stages.contexts(prefix, stage, activity).ravel()
+        if coded is None:
+            positions = np.arange(contexts.size)
+        else:
+            if not 0 <= coded <= contexts.size:
+                raise FormatError(f"{coded} coded cells exceed the stage's {contexts.size}")
+            positions = np.sort(priority_order(activity)[:coded])
+        contexts = contexts[positions]
+        order = positions[np.argsort(contexts, kind="stable")]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(contexts, minlength=NUM_CONTEXTS))])
         return order, bounds
+
+    def _check_partial(self, stage: int, coded: int | None) -> None:
+        if coded is not None and (stage == 0 or self.stages is None):
+            raise FormatError("only a stage s >= 1 coded under stage context tables can stop part-way"
+                              if stage else "stage 0 cannot stop part-way")
 
     # -------------------------------------------------------------- per-pass models
     def _passes(self, plane: np.ndarray, stage: int) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
@@ -136,15 +156,18 @@ class EntropyModel:
         return constriction.stream.model.Categorical(self._probabilities["marginal"][stage], perfect=False)
 
     # -------------------------------------------------------------- coding
-    def encode_plane(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None) -> bytes:
+    def encode_plane(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None,
+                     coded: int | None = None) -> bytes:
         """(gh, gw) int indices of one stage -> payload bytes.
 
         ``prefix``: (stage, gh, gw) indices of the stages before it; needed for ``stage >= 1``
-        when the model has stage context tables.
+        when the model has stage context tables. ``coded``: code only the first ``coded`` cells
+        in priority order (a part-way stage; ``None``: all of them).
         """
+        self._check_partial(stage, coded)
         coder = constriction.stream.stack.AnsCoder()
         if self._uses_contexts(stage, prefix):
-            order, bounds = self._context_groups(prefix, stage)
+            order, bounds = self._context_groups(prefix, stage, coded)
             symbols = np.ascontiguousarray(plane.ravel()[order], dtype=np.int32)
             models = self._stage_models[stage]
             for context in reversed(range(NUM_CONTEXTS)):  # reversed: the decoder reads groups forwards
@@ -166,8 +189,10 @@ class EntropyModel:
         return coder.get_compressed().astype(_WORD).tobytes()
 
     def decode_plane(self, data: bytes, stage: int, height: int, width: int,
-                     prefix: np.ndarray | None = None) -> np.ndarray:
-        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix`` as in encode_plane)."""
+                     prefix: np.ndarray | None = None, coded: int | None = None) -> np.ndarray:
+        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix``, ``coded`` as in
+        encode_plane); a cell a part-way stage leaves uncoded holds ``UNCODED``."""
+        self._check_partial(stage, coded)
         if len(data) % _WORD.itemsize:
             raise FormatError("payload length is not a multiple of 4 bytes")
         words = np.frombuffer(data, dtype=_WORD).astype(np.uint32)
@@ -178,9 +203,11 @@ class EntropyModel:
         try:
             coder = constriction.stream.stack.AnsCoder(words)
             if contextual:
-                order, bounds = self._context_groups(prefix, stage)
+                order, bounds = self._context_groups(prefix, stage, coded)
                 models = self._stage_models[stage]
-                values = np.zeros(height * width, dtype=np.int64)
+                values = np.zeros(order.size, dtype=np.int64)
+                if coded is not None:
+                    plane[:] = UNCODED
                 for context in range(NUM_CONTEXTS):
                     if bounds[context + 1] > bounds[context]:
                         values[bounds[context] : bounds[context + 1]] = coder.decode(

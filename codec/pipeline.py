@@ -33,7 +33,8 @@ from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
 
 __all__ = ["CODING_THREADS", "DEFAULT_MAX_DECODE_PIXELS", "EncodeStats", "decode_bytes", "decode_image",
-           "decode_indices", "encode_array", "encode_indices", "grid_shape", "quality_range", "synthesize"]
+           "decode_indices", "encode_array", "encode_array_indices", "encode_indices", "grid_shape", "quality_range",
+           "synthesize"]
 
 #: Largest image the decoder builds unless told otherwise (the container allows 2^31).
 DEFAULT_MAX_DECODE_PIXELS = 1 << 28
@@ -76,6 +77,14 @@ def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
 def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
                  alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats]:
     """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics."""
+    data, stats, _ = encode_array_indices(weights, rgb, quality, alpha)
+    return data, stats
+
+
+def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
+                         alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats, np.ndarray]:
+    """:func:`encode_array`, and the (quality, grid_h, grid_w) indices it coded (rate control codes
+    part-way stages from them)."""
     levels = quality_range(weights)
     if quality not in levels:
         raise ImageError(f"quality must be in {levels.start}..{levels.stop - 1}, got {quality}")
@@ -91,11 +100,16 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
     fixed = [indices[0].size * math.log2(weights.config.codebook_size)] * quality
     alpha_payload = None if alpha is None else encode_alpha(np.ascontiguousarray(alpha))
-    return pack(header, payloads, alpha_payload), EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
+    stats = EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
+    return pack(header, payloads, alpha_payload), stats, indices
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
-    """Entropy-decode the first ``stages`` payloads -> (stages, grid_h, grid_w) int64."""
+    """Entropy-decode the first ``stages`` payloads -> (stages, grid_h, grid_w) int64.
+
+    When the last payload is decoded and the header says it is part-way (``coded_cells``),
+    the cells it does not code hold ``UNCODED`` (-1): they add no code vector.
+    """
     config = weights.config
     if len(payloads) > config.num_stages:
         raise FormatError(f"file has {len(payloads)} stages, model {weights.model_id} has {config.num_stages}")
@@ -106,7 +120,9 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
     use = len(payloads) if stages is None else max(1, min(stages, len(payloads)))
     planes = np.zeros((use, header.grid_height, header.grid_width), dtype=np.int64)
     for s in range(use):  # stage s is coded given stages 0..s-1
-        planes[s] = weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width, planes[:s])
+        coded = header.coded_cells if s == len(payloads) - 1 else None
+        planes[s] = weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width, planes[:s],
+                                                 coded)
     return planes
 
 

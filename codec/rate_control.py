@@ -1,4 +1,4 @@
-"""Rate control: pick the quality level for a target size (bits per pixel) or a target PSNR.
+"""Rate control: pick the quality level for a target size (bytes or bits per pixel) or a target PSNR.
 
 It rests on one invariant of the format (docs/FORMAT.md, :mod:`vqz.codec.pipeline`): the
 residual quantizer is greedy and each stage has its own payload, so the file at quality
@@ -8,8 +8,14 @@ at the maximum quality therefore yields every level: a level is its header (with
 without encoding again. ``tests/test_rate_control.py`` checks that a repacked prefix is
 byte-identical to a direct encode at that quality.
 
-* ``--target-bpp X`` (like cwebp's ``-size``): the highest quality whose whole file is at
-  most ``X`` bits per pixel; quality 1 if none is (``met`` is then False).
+* ``--target-size B`` (like cwebp's ``-size``, avifenc's ``--target-size``): the largest file of
+  at most ``B`` bytes, metadata included. Whole levels are too coarse (one more stage can
+  double the file), so the stage after the highest whole level that fits stops part-way: its
+  first ``n`` cells in the order the decoder derives from the stages before it
+  (:func:`vqz.codec.stage_context.priority_order`), ``n`` the largest count whose file fits, by
+  a binary search on ``n`` over exact sizes (each candidate is packed and measured, so the
+  result never exceeds the budget). Quality 1 if even that is too large (``met`` is then False).
+* ``--target-bpp X``: the same, for a budget of ``floor(X * width * height / 8)`` bytes.
 * ``--target-psnr Y`` (like cwebp's ``-psnr``): the smallest file whose decoded image reaches
   ``Y`` dB PSNR (RGB, 8 bits); a binary search over the levels, so about
   ``1 + log2(levels)`` decodes; the maximum quality if none does (``met`` is then False).
@@ -31,8 +37,8 @@ from vqz.codec.metadata import Metadata, attach
 if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
 
-__all__ = ["QualityLadder", "RateChoice", "choose_for_bpp", "choose_for_psnr", "encode_for_target", "encode_image",
-           "psnr"]
+__all__ = ["QualityLadder", "RateChoice", "budget_for_bpp", "choose_for_bpp", "choose_for_psnr", "choose_for_size",
+           "encode_for_target", "encode_image", "psnr"]
 
 
 def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -48,9 +54,10 @@ def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
 class RateChoice:
     """The level rate control settled on.
 
-    ``data`` is the complete ``.vqz`` file (its header's quality field is ``quality``);
-    ``bpp`` counts every byte of it; ``psnr`` (dB) is measured only by the PSNR search;
-    ``met`` is False when no level met the target and the fallback level was used.
+    ``data`` is the complete ``.vqz`` file (its header's quality field is ``quality``, its
+    number of stages); ``bpp`` counts every byte of it; ``psnr`` (dB) is measured only by the
+    PSNR search; ``met`` is False when no level met the target and the fallback level was used.
+    ``coded_cells`` (of ``cells`` per stage) is set when the last stage stops part-way.
     """
 
     data: bytes
@@ -58,6 +65,15 @@ class RateChoice:
     bpp: float
     psnr: float | None
     met: bool
+    coded_cells: int | None = None
+    cells: int | None = None
+
+    @property
+    def level(self) -> float:
+        """The quality as a fraction: ``quality - 1 + coded_cells / cells`` for a part-way stage."""
+        if self.coded_cells is None or not self.cells:
+            return float(self.quality)
+        return self.quality - 1 + self.coded_cells / self.cells
 
 
 class QualityLadder:
@@ -69,22 +85,50 @@ class QualityLadder:
 
     def __init__(self, weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None,
                  metadata: Metadata | None = None) -> None:
-        from vqz.codec.pipeline import encode_array, quality_range
+        from vqz.codec.pipeline import encode_array_indices, quality_range
 
         self.weights = weights
         self.rgb = rgb
         self.levels = quality_range(weights)
         self.metadata = metadata or Metadata()
-        full, _ = encode_array(weights, rgb, self.levels[-1], alpha)
+        full, _, self._indices = encode_array_indices(weights, rgb, self.levels[-1], alpha)
         full = attach(full, self.metadata)
         parsed = unpack_file(full)
         self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
         self._files: dict[int, bytes] = {self.levels[-1]: full}
+        self._partial: dict[tuple[int, int], bytes] = {}
         self._psnr: dict[int, float] = {}
 
     @property
     def pixels(self) -> int:
         return self._header.width * self._header.height
+
+    @property
+    def cells(self) -> int:
+        """Latent cells per stage (the most a part-way stage can code)."""
+        return self._header.cells
+
+    @property
+    def partway(self) -> bool:
+        """Whether the model can stop a stage part-way (it codes stages 1.. under context tables)."""
+        return self.weights.entropy.stages is not None and len(self.levels) > 1
+
+    def partial_file(self, quality: int, coded: int) -> bytes:
+        """The file with ``quality`` stages, the last of which codes only its first ``coded`` cells
+        (in priority order); ``coded == cells`` is the whole level."""
+        if quality not in self.levels or quality < 2:
+            raise ValueError(f"a part-way stage needs quality in 2..{self.levels.stop - 1}, got {quality}")
+        if not 0 <= coded <= self.cells:
+            raise ValueError(f"coded cells must be in 0..{self.cells}, got {coded}")
+        if coded == self.cells:
+            return self.file(quality)
+        key = (quality, coded)
+        if key not in self._partial:
+            stage = quality - 1
+            last = self.weights.entropy.encode_plane(self._indices[stage], stage, self._indices[:stage], coded)
+            self._partial[key] = pack(replace(self._header, quality=quality, coded_cells=coded),
+                                      self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
+        return self._partial[key]
 
     def file(self, quality: int) -> bytes:
         """The complete ``.vqz`` file at ``quality``: the first ``quality`` payloads, repacked."""
@@ -108,13 +152,51 @@ class QualityLadder:
         return self._psnr[quality]
 
 
+def budget_for_bpp(target_bpp: float, pixels: int) -> int:
+    """Bytes allowed by ``target_bpp`` for an image of ``pixels`` pixels (rounded down; a budget
+    that is a whole number of bytes up to float rounding is that number)."""
+    return math.floor(target_bpp * pixels / 8 + 1e-9)
+
+
+def choose_for_size(ladder: QualityLadder, target_bytes: int) -> RateChoice:
+    """The largest file of at most ``target_bytes`` bytes: the highest whole level that fits, then
+    as many cells of the next stage as fit; quality 1 (``met`` False) if nothing fits."""
+    if isinstance(target_bytes, bool) or not isinstance(target_bytes, int) or target_bytes < 1:
+        raise ValueError(f"target size must be a positive whole number of bytes, got {target_bytes!r}")
+    fitting = [q for q in ladder.levels if len(ladder.file(q)) <= target_bytes]
+    if not fitting:
+        return _whole(ladder, ladder.levels[0], met=False)
+    quality = max(fitting)
+    if quality == ladder.levels[-1] or not ladder.partway:
+        return _whole(ladder, quality)
+    # Largest n whose part-way file fits: n = 0 stands for the whole level `quality` (it fits),
+    # n = cells is the whole next level (it does not); the size grows with n (not strictly
+    # everywhere, so every candidate is measured and the one returned always fits).
+    low, high = 0, ladder.cells
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(ladder.partial_file(quality + 1, middle)) <= target_bytes:
+            low = middle
+        else:
+            high = middle
+    if low == 0:
+        return _whole(ladder, quality)
+    data = ladder.partial_file(quality + 1, low)
+    return RateChoice(data, quality + 1, 8 * len(data) / ladder.pixels, None, True, low, ladder.cells)
+
+
+def _whole(ladder: QualityLadder, quality: int, met: bool = True) -> RateChoice:
+    return RateChoice(ladder.file(quality), quality, ladder.bpp(quality), None, met)
+
+
 def choose_for_bpp(ladder: QualityLadder, target_bpp: float) -> RateChoice:
-    """The highest quality whose file is at most ``target_bpp``; quality 1 if none is."""
+    """The largest file of at most ``target_bpp`` bits per pixel (:func:`choose_for_size`)."""
     if not target_bpp > 0:
         raise ValueError(f"target_bpp must be positive, got {target_bpp}")
-    fitting = [q for q in ladder.levels if ladder.bpp(q) <= target_bpp]
-    quality = max(fitting) if fitting else ladder.levels[0]
-    return RateChoice(ladder.file(quality), quality, ladder.bpp(quality), None, bool(fitting))
+    budget = budget_for_bpp(target_bpp, ladder.pixels)
+    if budget < 1:
+        return _whole(ladder, ladder.levels[0], met=False)
+    return choose_for_size(ladder, budget)
 
 
 def choose_for_psnr(ladder: QualityLadder, target_psnr: float) -> RateChoice:
@@ -139,13 +221,15 @@ def choose_for_psnr(ladder: QualityLadder, target_psnr: float) -> RateChoice:
 
 def encode_for_target(
     weights: LoadedWeights, rgb: np.ndarray, *, target_bpp: float | None = None, target_psnr: float | None = None,
-    alpha: np.ndarray | None = None, metadata: Metadata | None = None,
+    target_size: int | None = None, alpha: np.ndarray | None = None, metadata: Metadata | None = None,
 ) -> RateChoice:
     """Encode (H, W, 3) uint8 ``rgb`` (+ optional alpha plane and metadata chunks, counted in
-    the size) for exactly one of ``target_bpp`` or ``target_psnr``."""
-    if (target_bpp is None) == (target_psnr is None):
-        raise ValueError("give exactly one of target_bpp and target_psnr")
+    the size) for exactly one of ``target_bpp``, ``target_size`` (bytes) or ``target_psnr``."""
+    if sum(target is not None for target in (target_bpp, target_psnr, target_size)) != 1:
+        raise ValueError("give exactly one of target_bpp, target_size and target_psnr")
     ladder = QualityLadder(weights, rgb, alpha, metadata)
+    if target_size is not None:
+        return choose_for_size(ladder, target_size)
     if target_bpp is not None:
         return choose_for_bpp(ladder, target_bpp)
     return choose_for_psnr(ladder, target_psnr)
@@ -154,12 +238,13 @@ def encode_for_target(
 def encode_image(
     weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None, metadata: Metadata | None = None, *,
     quality: int | None = None, target_bpp: float | None = None, target_psnr: float | None = None,
+    target_size: int | None = None,
 ) -> RateChoice:
     """Encode at a fixed ``quality`` or for one target (the entry point of the CLI and the API);
     ``metadata`` travels in the file's chunks and counts in its size."""
     if quality is None:
-        return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr, alpha=alpha,
-                                 metadata=metadata)
+        return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr,
+                                 target_size=target_size, alpha=alpha, metadata=metadata)
     from vqz.codec.pipeline import encode_array
 
     data = attach(encode_array(weights, rgb, quality, alpha)[0], metadata)

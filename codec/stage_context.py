@@ -100,12 +100,30 @@ class StageContexts:
         if (np.diff(self.activity_edges, axis=1) < 0).any():
             raise ValueError("`activity_edges` must be ascending")
 
-    def contexts(self, prefix: np.ndarray, stage: int) -> np.ndarray:
-        """prefix: (stage, H, W) indices of the stages before ``stage`` -> (H, W) int64 in [0, C)."""
+    def contexts(self, prefix: np.ndarray, stage: int, activity: np.ndarray | None = None) -> np.ndarray:
+        """prefix: (stage, H, W) indices of the stages before ``stage`` -> (H, W) int64 in [0, C).
+
+        ``activity``: :meth:`activity` of the same prefix, if already computed.
+        """
+        if activity is None:
+            activity = self.activity(prefix, stage)
+        return context_of(activity, prefix[stage - 1], self.activity_edges[stage], self.previous_bins[stage])
+
+    def activity(self, prefix: np.ndarray, stage: int) -> np.ndarray:
+        """(H, W) int64 :func:`prefix_activity` of the latent decoded from ``prefix`` (stages before ``stage``)."""
         if stage < 1 or prefix.shape[0] != stage:
             raise ValueError(f"stage {stage} needs the {stage} planes before it, got {prefix.shape[0]}")
-        activity = prefix_activity(self.context_codebooks, prefix)
-        return context_of(activity, prefix[stage - 1], self.activity_edges[stage], self.previous_bins[stage])
+        return prefix_activity(self.context_codebooks, prefix)
+
+
+def priority_order(activity: np.ndarray) -> np.ndarray:
+    """The order in which the cells of a part-way stage are coded: (H, W) activity -> (H*W,) raster positions.
+
+    Largest activity first (where the latent decoded so far varies most, the residual left for
+    this stage is largest), ties by raster position: a stable sort on ``-activity``. Integer
+    data the decoder has before the stage, so both sides derive the same order.
+    """
+    return np.argsort(-activity.ravel(), kind="stable")
 
 
 # ------------------------------------------------------------------ building the tables

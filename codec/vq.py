@@ -56,11 +56,19 @@ def quantize(latent: np.ndarray, codebooks: np.ndarray, num_stages: int) -> np.n
 
 def dequantize(indices: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
     """indices: (S', h, w) -> latent (h, w, M) float32, the sum of the first S' stages' codes
-    (accumulated in stage order from zero, as the PyTorch quantizer does)."""
+    (accumulated in stage order from zero, as the PyTorch quantizer does).
+
+    A negative index (a cell a part-way stage left uncoded) adds nothing: the cell keeps
+    exactly the value of the stages before.
+    """
     stages, height, width = indices.shape
     if stages > codebooks.shape[0]:
         raise ValueError(f"got {stages} index planes, the quantizer has {codebooks.shape[0]} stages")
     total = np.zeros((height, width, codebooks.shape[2]), dtype=np.float32)
     for stage in range(stages):
-        total += codebooks[stage][indices[stage]]
+        plane = indices[stage]
+        if plane.min(initial=0) >= 0:
+            total += codebooks[stage][plane]
+        else:
+            np.add(total, codebooks[stage][np.maximum(plane, 0)], out=total, where=(plane >= 0)[..., None])
     return total

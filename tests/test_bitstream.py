@@ -140,3 +140,81 @@ def test_unknown_flags_are_refused():
     data[5] = 0x80
     with pytest.raises(FormatError, match="flags"):
         unpack(_with_valid_crc(bytes(data)))
+
+
+# ------------------------------------------------------------------ part-way last stage (flag bit 2)
+PARTIAL = Header("vqz-test-model", bytes(range(8)), width=77, height=33, quality=3, grid_height=5, grid_width=10,
+                 coded_cells=17)
+
+
+def test_a_part_way_last_stage_round_trips_with_its_coded_cell_count():
+    from vqz.bitstream import unpack_file
+
+    data = pack(PARTIAL, PAYLOADS, alpha=b"alpha", exif=b"II*\x00exif")
+    parsed = unpack_file(data)
+    assert parsed.header == PARTIAL and parsed.header.coded_cells == 17
+    assert parsed.payloads == PAYLOADS and parsed.alpha == b"alpha" and parsed.exif == b"II*\x00exif"
+    assert data[5] == 0x01 | 0x02 | 0x04
+    # The count is one varint after the length varints (and the alpha length), before the chunk table:
+    # without it (and the flag bit) the file is the whole-stage file.
+    whole = pack(HEADER, PAYLOADS, alpha=b"alpha", exif=b"II*\x00exif")
+    at = 29 + len(HEADER.model_id) + 1 + 1 + 2 + 1  # the varints of 28, 0, 300 and 5 bytes
+    assert data[at] == 17
+    assert bytes([*data[:5], 0x03]) + data[6:at] + data[at + 1 : -4] == whole[:-4]
+
+
+def test_files_without_a_part_way_stage_are_unchanged():
+    data = pack(HEADER, PAYLOADS)
+    assert data[5] == 0 and unpack(data)[0].coded_cells is None
+    assert pack(HEADER, PAYLOADS) == pack(Header(**{**HEADER.__dict__, "coded_cells": None}), PAYLOADS)
+
+
+@pytest.mark.parametrize("count", [0, 1, 49, 50])
+def test_every_count_up_to_the_grid_is_accepted(count):
+    header = Header(**{**PARTIAL.__dict__, "coded_cells": count})
+    assert unpack(pack(header, PAYLOADS))[0].coded_cells == count
+
+
+def _partial_body(count_bytes: bytes, payload_count: int = 3) -> bytes:
+    model_id = PARTIAL.model_id.encode()
+    payloads = PAYLOADS[:payload_count]
+    return (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0x04, len(model_id)) + model_id + PARTIAL.model_hash
+            + struct.pack("<IIBBHH", 77, 33, 3, len(payloads), 5, 10)
+            + b"".join(bytes([len(p)]) if len(p) < 128 else b"\xac\x02" for p in payloads)
+            + count_bytes + b"".join(payloads))
+
+
+def test_a_count_larger_than_the_grid_is_refused():
+    assert unpack(_with_valid_crc(_partial_body(b"\x32")))[0].coded_cells == 50  # the hand-built body is right
+    for raw in (b"\x33", b"\xff\xff\xff\xff\x0f"):
+        with pytest.raises(FormatError, match="coded cells"):
+            unpack(_with_valid_crc(_partial_body(raw)))
+    with pytest.raises(FormatError, match="non-canonical|varint"):
+        unpack(_with_valid_crc(_partial_body(b"\x80\x00")))
+    with pytest.raises(FormatError, match="too long"):
+        unpack(_with_valid_crc(_partial_body(b"\x80\x80\x80\x80\x80")))
+
+
+def test_a_part_way_stage_0_is_refused_by_reader_and_writer():
+    with pytest.raises(FormatError, match="at least 2 payloads"):
+        unpack(_with_valid_crc(_partial_body(b"\x05", payload_count=1)))
+    with pytest.raises(FormatError, match="at least 2 payloads"):
+        pack(PARTIAL, PAYLOADS[:1])
+    with pytest.raises(FormatError, match="coded cells"):
+        pack(Header(**{**PARTIAL.__dict__, "coded_cells": 51}), PAYLOADS)
+
+
+def test_every_single_bit_flip_of_a_part_way_file_is_detected():
+    data = pack(PARTIAL, PAYLOADS)
+    for bit in range(len(data) * 8):
+        corrupt = bytearray(data)
+        corrupt[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(FormatError):
+            unpack(bytes(corrupt))
+
+
+def test_every_truncation_of_a_part_way_file_is_refused():
+    data = pack(PARTIAL, PAYLOADS)
+    for length in range(len(data)):
+        with pytest.raises(FormatError):
+            unpack(data[:length])

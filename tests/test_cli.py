@@ -337,11 +337,40 @@ def test_unreachable_targets_fall_back_with_one_warning(png, tmp_path, levels):
 @pytest.mark.parametrize(
     "options",
     [["-q", "2", "--target-bpp", "1"], ["-q", "2", "--target-psnr", "30"], ["--target-bpp", "1", "--target-psnr", "30"],
-     ["--target-bpp", "0"], ["--target-psnr", "-3"], ["--target-bpp", "nan"]],
+     ["--target-bpp", "0"], ["--target-psnr", "-3"], ["--target-bpp", "nan"], ["--target-size", "0"],
+     ["--target-size", "1.5"], ["--target-size", "900", "-q", "2"], ["--target-size", "900", "--target-bpp", "1"]],
 )
 def test_rate_control_misuse_is_a_usage_error(png, options):
     result = run("encode", png, *options)
     assert result.exit_code == 2 and not png.with_suffix(".vqz").exists()
+
+
+def test_target_size_fills_the_budget_with_a_part_way_stage(png, tmp_path):
+    budget = (_encode_size(png, 2) + _encode_size(png, 3)) // 2
+    result = run("encode", png, "--target-size", budget, "-o", tmp_path / "a.vqz")
+    assert result.exit_code == 0 and f"bytes" in result.stderr and "quality 2." in result.stderr
+    data = (tmp_path / "a.vqz").read_bytes()
+    assert budget - 16 <= len(data) <= budget
+    info = json.loads(run("info", tmp_path / "a.vqz", "--json").stdout)
+    assert info["quality"] == 3 and 0 < info["coded_cells"] < info["grid_height"] * info["grid_width"]
+    assert "part-way" in run("info", tmp_path / "a.vqz").stdout
+    # Progressive decode of a part-way file: a prefix of whole stages, or all of it.
+    assert run("decode", tmp_path / "a.vqz", "--stages", "2", "-o", tmp_path / "a2.png").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a2.png")), vqz.decode_array(vqz.encode(png, quality=2)))
+    assert run("decode", tmp_path / "a.vqz", "-o", tmp_path / "a3.png").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a3.png")), vqz.decode_array(data))
+
+
+def test_too_small_a_target_size_is_one_warning_and_the_smallest_file(png, tmp_path):
+    result = run("encode", png, "--target-size", 40, "-o", tmp_path / "small.vqz")  # the header alone is more
+    assert result.exit_code == 0 and result.stderr.startswith("vqz: warning: ") and result.stderr.count("\n") == 1
+    assert "40 bytes" in result.stderr
+    assert (tmp_path / "small.vqz").read_bytes() == vqz.encode(png, quality=1)
+
+
+def test_target_size_is_stated_in_the_help():
+    text = " ".join(run("encode", "--help").stdout.split())
+    assert "--target-size" in text and "smallest file" in text
 
 
 # ----------------------------------------------------------------------------- progressive decode

@@ -76,6 +76,18 @@ def test_save_takes_a_rate_control_target(tmp_path, picture):
     assert vqz.read_info(path).quality == max(vqz.quality_levels())
 
 
+def test_save_takes_a_target_size(tmp_path, picture):
+    sizes = [len(vqz.encode(picture, quality=q)) for q in (2, 3)]
+    path = tmp_path / "sized.vqz"
+    picture.save(path, target_size=sum(sizes) // 2)
+    assert sizes[0] < path.stat().st_size <= sum(sizes) // 2
+    with Image.open(path) as image:
+        assert image.info["quality"] == 3 and image.info["coded_cells"] > 0
+        image.load()
+    with pytest.raises(ValueError, match="at most one"):
+        picture.save(tmp_path / "x.vqz", target_size=1000, quality=2)
+
+
 def test_save_converts_grayscale_to_rgb(tmp_path, picture):
     path = tmp_path / "gray.vqz"
     picture.convert("L").save(path, quality=2)

@@ -10,7 +10,15 @@ import pytest
 import vqz
 from vqz.bitstream import unpack
 from vqz.codec.pipeline import decode_bytes, encode_array, quality_range
-from vqz.codec.rate_control import QualityLadder, choose_for_bpp, choose_for_psnr, encode_for_target, psnr
+from vqz.codec.rate_control import (
+    QualityLadder,
+    budget_for_bpp,
+    choose_for_bpp,
+    choose_for_psnr,
+    choose_for_size,
+    encode_for_target,
+    psnr,
+)
 
 from conftest import smooth_image
 
@@ -38,10 +46,18 @@ def test_file_sizes_grow_with_quality(ladder):
 def test_target_bpp_picks_the_highest_quality_that_fits(ladder):
     for quality in ladder.levels:
         choice = choose_for_bpp(ladder, ladder.bpp(quality))  # exactly the size of that level
-        assert choice.quality == quality and choice.met
+        assert choice.quality == quality and choice.met and choice.coded_cells is None
         assert choice.data == ladder.file(quality) and choice.bpp == ladder.bpp(quality)
+
+
+def test_target_bpp_between_two_levels_stops_the_next_stage_part_way(ladder):
     between = (ladder.bpp(2) + ladder.bpp(3)) / 2
-    assert choose_for_bpp(ladder, between).quality == 2
+    choice = choose_for_bpp(ladder, between)
+    assert choice.quality == 3 and 0 < choice.coded_cells < ladder.cells and choice.met
+    assert 2 < choice.level < 3
+    assert choice.bpp <= between and choice.data == ladder.partial_file(3, choice.coded_cells)
+    assert len(choice.data) == budget_for_bpp(between, ladder.pixels) or \
+        len(ladder.partial_file(3, choice.coded_cells + 1)) > budget_for_bpp(between, ladder.pixels)
 
 
 def test_an_unreachable_target_bpp_falls_back_to_quality_1(ladder):
@@ -106,6 +122,8 @@ def test_encode_for_target_takes_exactly_one_target(model):
         encode_for_target(model, image)
     with pytest.raises(ValueError, match="exactly one"):
         encode_for_target(model, image, target_bpp=1.0, target_psnr=30.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        encode_for_target(model, image, target_bpp=1.0, target_size=300)
 
 
 def test_the_public_api_takes_a_target_and_records_the_level_in_the_header(ladder):
@@ -121,3 +139,97 @@ def test_psnr_of_identical_images_is_infinite():
     image = smooth_image(8, 8)
     assert psnr(image, image) == math.inf
     assert psnr(image, np.zeros_like(image)) < 10
+
+
+# ------------------------------------------------------------------ --target-size and part-way stages
+def test_every_budget_between_quality_1_and_the_best_is_met_closely(model, ladder):
+    smallest, largest = len(ladder.file(1)), len(ladder.file(ladder.levels[-1]))
+    for budget in np.linspace(smallest, largest, 23).astype(int):
+        choice = choose_for_size(ladder, int(budget))
+        assert choice.met and len(choice.data) <= budget
+        # Within a few bytes: one more cell is at most a few bytes of payload (and a varint byte).
+        assert len(choice.data) >= budget - 16, (budget, len(choice.data))
+        header = unpack(choice.data)[0]
+        assert header.quality == choice.quality and header.coded_cells == choice.coded_cells
+        pixels = decode_bytes(model, choice.data)  # decodes
+        assert pixels.shape == ladder.rgb.shape
+
+
+def test_a_budget_below_quality_1_gives_quality_1_unmet_and_above_the_best_gives_the_best(ladder):
+    choice = choose_for_size(ladder, len(ladder.file(1)) - 1)
+    assert choice.quality == 1 and not choice.met and choice.data == ladder.file(1)
+    choice = choose_for_size(ladder, 10**9)
+    assert choice.quality == ladder.levels[-1] and choice.met and choice.coded_cells is None
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "100"])
+def test_target_size_must_be_a_positive_whole_number(ladder, bad):
+    with pytest.raises(ValueError, match="positive whole number"):
+        choose_for_size(ladder, bad)
+
+
+def test_a_part_way_file_decodes_between_its_two_whole_levels(model, ladder):
+    for quality in (2, ladder.levels[-1]):
+        low = decode_bytes(model, ladder.file(quality - 1))
+        high = decode_bytes(model, ladder.file(quality))
+        # No cells coded: the previous level's pixels; every cell: this level's (same file, too).
+        assert np.array_equal(decode_bytes(model, ladder.partial_file(quality, 0)), low)
+        assert ladder.partial_file(quality, ladder.cells) == ladder.file(quality)
+        # All but... every cell coded through the part-way path gives the whole level's payload.
+        stage = quality - 1
+        plane, prefix = ladder._indices[stage], ladder._indices[:stage]
+        assert model.entropy.encode_plane(plane, stage, prefix, ladder.cells) == ladder._payloads[stage]
+        half = decode_bytes(model, ladder.partial_file(quality, ladder.cells // 2))
+        assert not np.array_equal(half, low) and not np.array_equal(half, high)
+
+
+def test_a_part_way_file_decodes_progressively(model, ladder):
+    data = ladder.partial_file(4, ladder.cells // 3)
+    for stages in (1, 2, 3):
+        assert np.array_equal(decode_bytes(model, data, stages), decode_bytes(model, ladder.file(stages)))
+    assert np.array_equal(decode_bytes(model, data, 4), decode_bytes(model, data))
+    assert np.array_equal(decode_bytes(model, data, 99), decode_bytes(model, data))
+
+
+def test_the_coded_cells_keep_their_indices_and_the_others_are_left_uncoded(model, ladder):
+    from vqz.codec.entropy_model import UNCODED
+    from vqz.codec.pipeline import decode_indices
+    from vqz.codec.stage_context import priority_order
+
+    coded = ladder.cells // 4
+    data = ladder.partial_file(3, coded)
+    parsed = unpack(data)
+    planes = decode_indices(model, *parsed)
+    assert np.array_equal(planes[:2], ladder._indices[:2])
+    order = priority_order(model.entropy.stages.activity(ladder._indices[:2], 2))
+    last = planes[2].ravel()
+    assert np.array_equal(last[order[:coded]], ladder._indices[2].ravel()[order[:coded]])
+    assert (last[order[coded:]] == UNCODED).all()
+
+
+@pytest.mark.parametrize("name", ["kodim05", "kodim23"])
+def test_part_way_rate_distortion_is_no_worse_than_the_line_between_levels(model, kodak_dir, name):
+    # Largest expected residual first: the first cells coded buy the most PSNR per byte, so the
+    # curve through part-way files lies above the straight line between whole levels.
+    from PIL import Image
+
+    with Image.open(kodak_dir / f"{name}.png") as image:
+        rgb = np.asarray(image.convert("RGB"))[128:256, 256:448]
+    ladder = QualityLadder(model, rgb)
+    for level in (2, 4):
+        s0, s1 = len(ladder.file(level - 1)), len(ladder.file(level))
+        p0, p1 = ladder.psnr(level - 1), ladder.psnr(level)
+        for fraction in (0.25, 0.5, 0.75):
+            data = ladder.partial_file(level, int(fraction * ladder.cells))
+            line = p0 + (len(data) - s0) / (s1 - s0) * (p1 - p0)
+            assert psnr(rgb, decode_bytes(model, data)) >= line, (level, fraction)
+
+
+def test_the_public_api_takes_a_target_size(ladder):
+    budget = (len(ladder.file(2)) + len(ladder.file(3))) // 2
+    data = vqz.encode(ladder.rgb, target_size=budget)
+    assert len(data) <= budget and data == choose_for_size(ladder, budget).data
+    info = vqz.read_info(data)
+    assert info.quality == 3 and info.coded_cells == choose_for_size(ladder, budget).coded_cells
+    with pytest.raises(ValueError, match="at most one"):
+        vqz.encode(ladder.rgb, target_size=budget, target_bpp=1.0)

@@ -78,6 +78,7 @@ def encode(
     *,
     target_bpp: float | None = None,
     target_psnr: float | None = None,
+    target_size: int | None = None,
     model: ModelInput = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     strip: Iterable[str] = (),
@@ -92,10 +93,12 @@ def encode(
     applied; grayscale, palette and CMYK are converted to RGB) or an (H, W, 3) uint8 array;
     an alpha channel (RGBA/LA images, transparency, an (H, W, 4) array) is kept losslessly.
     Give at most one of ``quality`` (1 .. ``quality_levels()[-1]``; default
-    ``DEFAULT_QUALITY``), ``target_bpp`` (the highest quality whose file is at most this
-    many bits per pixel, else quality 1) or ``target_psnr`` (the smallest file whose
-    decoded image reaches this PSNR in dB, else the best quality); the level used is in
-    ``read_info(data).quality``. ``max_pixels`` refuses larger image files (a
+    ``DEFAULT_QUALITY``), ``target_size`` (the largest file of at most this many bytes,
+    metadata included: the highest whole level that fits and as many cells of the next stage
+    as fit; quality 1 if even that is larger), ``target_bpp`` (the same for a budget of this
+    many bits per pixel) or ``target_psnr`` (the smallest file whose decoded image reaches
+    this PSNR in dB, else the best quality); the level used is in ``read_info(data).quality``
+    (``.level`` as a fraction, when the last stage stops part-way). ``max_pixels`` refuses larger image files (a
     decompression-bomb guard; ``ImageError``).
 
     Metadata: the image's EXIF (orientation set to 1, as the pixels are turned upright),
@@ -105,8 +108,10 @@ def encode(
     ``exif``, ``xmp``, ``icc_profile`` replace the image's own (``b""``: none). Malformed or
     oversized metadata is dropped with a ``UserWarning``.
     """
-    if sum(x is not None for x in (quality, target_bpp, target_psnr)) > 1:
-        raise ValueError("give at most one of quality, target_bpp and target_psnr")
+    if sum(x is not None for x in (quality, target_bpp, target_psnr, target_size)) > 1:
+        raise ValueError("give at most one of quality, target_bpp, target_psnr and target_size")
+    if target_size is not None:
+        target_size = operator.index(target_size)
     if isinstance(strip, str):
         strip = (strip,)
     strip = tuple(strip)
@@ -122,11 +127,11 @@ def encode(
     metadata = metadata.stripped(strip)
     from vqz.codec.rate_control import encode_image
 
-    if quality is None and target_bpp is None and target_psnr is None:
+    if quality is None and target_bpp is None and target_psnr is None and target_size is None:
         quality = DEFAULT_QUALITY
     return encode_image(weights, loaded.rgb, loaded.alpha, metadata,
                         quality=None if quality is None else operator.index(quality),
-                        target_bpp=target_bpp, target_psnr=target_psnr).data
+                        target_bpp=target_bpp, target_psnr=target_psnr, target_size=target_size).data
 
 
 def decode_array(data: VqzInput, stages: int | None = None) -> np.ndarray:

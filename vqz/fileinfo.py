@@ -31,6 +31,8 @@ class VqzInfo:
 
     ``quality`` is the level the file was made at (with rate control: the level chosen);
     ``stages`` is the number of payloads; ``payload_bytes`` their sizes, stage 0 first;
+    ``coded_cells`` is set when the last stage stops part-way: it codes that many of its
+    ``grid_height * grid_width`` cells (``None``: every stage is whole);
     ``header_bytes`` everything else (header fields and CRC). ``metadata_bytes``: the size of
     each metadata chunk (``exif``, ``xmp``, ``icc``); ``camera_make``, ``camera_model``,
     ``date`` (DateTimeOriginal, else DateTime) and ``gps`` (a GPS block is present) come
@@ -56,6 +58,14 @@ class VqzInfo:
     camera_model: str | None = None
     date: str | None = None
     gps: bool = False
+    coded_cells: int | None = None
+
+    @property
+    def level(self) -> float:
+        """The quality as a fraction: ``stages - 1 + coded_cells / cells`` for a part-way last stage."""
+        if self.coded_cells is None:
+            return float(self.quality)
+        return self.stages - 1 + self.coded_cells / (self.grid_height * self.grid_width)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -112,5 +122,6 @@ def read_info(data: VqzInput) -> VqzInfo:
         total_bytes=len(raw),
         bpp=8 * len(raw) / (header.width * header.height),
         metadata_bytes=chunks,
+        coded_cells=header.coded_cells,
         **_metadata.exif_summary(parsed.exif),  # type: ignore[arg-type]
     )

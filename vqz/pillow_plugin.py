@@ -14,8 +14,8 @@ metadata as Pillow's own formats put it: ``exif`` (with the ``Exif\\0\\0`` prefi
 a JPEG), ``xmp`` (bytes) and ``icc_profile``.
 
 Saving takes ``quality`` (1 .. the model's number of stages, default
-``vqz.DEFAULT_QUALITY``) or one of ``target_bpp`` / ``target_psnr`` (see
-:mod:`vqz.codec.rate_control`), and ``model`` (an id or a weights file). Images are
+``vqz.DEFAULT_QUALITY``) or one of ``target_size`` (bytes) / ``target_bpp`` / ``target_psnr``
+(see :mod:`vqz.codec.rate_control`), and ``model`` (an id or a weights file). Images are
 stored as 8-bit RGB: grayscale, palette and CMYK images are converted; images with alpha
 or more than 8 bits per sample raise ``OSError`` (Pillow's ``cannot write mode``).
 Metadata: ``exif``, ``xmp`` and ``icc_profile`` arguments are written (``b""``: none);
@@ -76,6 +76,8 @@ class VqzImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = "RGB" if parsed.alpha is None else "RGBA"
         self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
+        if header.coded_cells is not None:  # the last stage stops part-way
+            self.info["coded_cells"] = header.coded_cells
         from vqz.codec.metadata import Metadata
         from vqz.fileinfo import pillow_info
 
@@ -105,10 +107,11 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from vqz.api import encode, quality_levels
 
     options = im.encoderinfo
-    targets = {key: options.get(key) for key in ("quality", "target_bpp", "target_psnr")}
+    targets = {key: options.get(key) for key in ("quality", "target_bpp", "target_psnr", "target_size")}
     given = {key: value for key, value in targets.items() if value is not None}
     if len(given) > 1:
-        raise ValueError(f"give at most one of quality, target_bpp and target_psnr, got {', '.join(given)}")
+        raise ValueError(f"give at most one of quality, target_bpp, target_psnr and target_size, "
+                         f"got {', '.join(given)}")
     model = options.get("model")
     try:
         quality = targets["quality"]
@@ -119,7 +122,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         metadata = {key: options[key] for key in ("exif", "xmp", "icc_profile") if options.get(key) is not None}
         if isinstance(metadata.get("exif"), Image.Exif):
             metadata["exif"] = metadata["exif"].tobytes()
-        data = encode(im, quality, target_bpp=targets["target_bpp"], target_psnr=targets["target_psnr"], model=model,
+        data = encode(im, quality, target_bpp=targets["target_bpp"], target_psnr=targets["target_psnr"],
+                      target_size=targets["target_size"], model=model,
                       strip=options.get("strip", ()), srgb=bool(options.get("srgb", False)), **metadata)
     except ImageError as exc:
         raise OSError(f"cannot write mode {im.mode} as {FORMAT}: {exc}") from exc
