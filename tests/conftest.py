@@ -51,3 +51,19 @@ def kodak_crop_folder(tmp_path: Path) -> Path:
         with Image.open(KODAK / name) as im:
             im.convert("RGB").crop((300, 200, 364, 264)).save(folder / name)
     return folder
+
+
+def write_training_images(folder: Path, fraction: float) -> Path:
+    """Four smooth random photo-like PNGs in ``folder``: one in the held-out split of
+    ``fraction`` (``vqz.codec.data.is_validation``) and three for training."""
+    from PIL import Image
+
+    from vqz.codec.data import is_validation
+
+    names = [f"photo{i:02d}.png" for i in range(50)]
+    chosen = [n for n in names if is_validation(n, fraction)][:1] + [n for n in names if not is_validation(n, fraction)][:3]
+    rng = np.random.default_rng(1)
+    for name in chosen:
+        coarse = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+        Image.fromarray(coarse).resize((56, 48), Image.BILINEAR).save(folder / name)
+    return folder

@@ -16,17 +16,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from PIL import Image
 from safetensors.torch import load_file
 
 from vqz.codec.config import ModelConfig
-from vqz.codec.data import is_validation
 from vqz.codec.train import TrainConfig, train
 from vqz.errors import VqzError
+
+from conftest import write_training_images
 
 FRACTION = 0.3
 TINY_MODEL = {"channels": 16, "latent_dim": 4, "downsampling_log2": 2, "num_stages": 3, "codebook_size": 8}
@@ -36,13 +35,7 @@ ATOL = 1e-5  # float reduction order (gradients and EMA sums over 2 halves vs 1 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ddp-images")
-    names = [f"photo{i:02d}.png" for i in range(50)]
-    chosen = [n for n in names if is_validation(n, FRACTION)][:1] + [n for n in names if not is_validation(n, FRACTION)][:3]
-    rng = np.random.default_rng(1)
-    for name in chosen:
-        coarse = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
-        Image.fromarray(coarse).resize((56, 48), Image.BILINEAR).save(folder / name)
-    return folder
+    return write_training_images(folder, FRACTION)
 
 
 def _config(data: Path, out: Path, steps: int) -> TrainConfig:

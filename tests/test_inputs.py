@@ -84,10 +84,10 @@ def _xyz_tag(xyz) -> bytes:
     return b"XYZ \0\0\0\0" + b"".join(_s15f16(v) for v in xyz)
 
 
-def adobe_rgb_like_icc() -> bytes:
-    colorants = np.linalg.inv(BRADFORD) @ np.diag((BRADFORD @ D50) / (BRADFORD @ D65)) @ BRADFORD @ _rgb_to_xyz(ADOBE_PRIMARIES)
-    text = b"Adobe-RGB-like test profile\0"
-    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(ADOBE_GAMMA * 256)) + b"\0\0"
+def matrix_icc(text: bytes, primaries, curve: bytes) -> bytes:
+    """A minimal ICC v2 RGB matrix/TRC display profile: description ``text`` (NUL-terminated),
+    the D65 ``primaries`` (xy) adapted to D50 (Bradford) and one tone ``curve`` tag for R, G, B."""
+    colorants = np.linalg.inv(BRADFORD) @ np.diag((BRADFORD @ D50) / (BRADFORD @ D65)) @ BRADFORD @ _rgb_to_xyz(primaries)
     tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 79),
             (b"cprt", b"text\0\0\0\0public domain\0"), (b"wtpt", _xyz_tag(D50)),
             (b"rXYZ", _xyz_tag(colorants[:, 0])), (b"gXYZ", _xyz_tag(colorants[:, 1])),
@@ -101,6 +101,11 @@ def adobe_rgb_like_icc() -> bytes:
     header = (struct.pack(">I", offset + len(body)) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
               + b"\0" * 12 + b"acsp" + b"\0" * 28 + b"".join(_s15f16(v) for v in D50))
     return header.ljust(128, b"\0") + struct.pack(">I", len(tags)) + table + body
+
+
+def adobe_rgb_like_icc() -> bytes:
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(ADOBE_GAMMA * 256)) + b"\0\0"
+    return matrix_icc(b"Adobe-RGB-like test profile\0", ADOBE_PRIMARIES, curve)
 
 
 def adobe_to_srgb(rgb: np.ndarray) -> np.ndarray:

@@ -13,7 +13,6 @@ import io
 import json
 import struct
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +28,7 @@ from vqz.codec import metadata as md
 from vqz.errors import FormatError
 
 from conftest import KODAK, smooth_image
-from test_inputs import BRADFORD, D50, D65, _rgb_to_xyz, _s15f16, _xyz_tag
+from test_inputs import _s15f16, matrix_icc
 
 QUALITY = 2
 P3_PRIMARIES = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)]
@@ -41,23 +40,9 @@ XMP = (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmet
 
 
 def display_p3_icc() -> bytes:
-    colorants = np.linalg.inv(BRADFORD) @ np.diag((BRADFORD @ D50) / (BRADFORD @ D65)) @ BRADFORD @ _rgb_to_xyz(P3_PRIMARIES)
-    text = b"Display P3 (test)\0"
     params = (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045)
     curve = b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + b"".join(_s15f16(v) for v in params)
-    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 79),
-            (b"cprt", b"text\0\0\0\0public domain\0"), (b"wtpt", _xyz_tag(D50)),
-            (b"rXYZ", _xyz_tag(colorants[:, 0])), (b"gXYZ", _xyz_tag(colorants[:, 1])),
-            (b"bXYZ", _xyz_tag(colorants[:, 2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
-    offset = 128 + 4 + 12 * len(tags)
-    table = body = b""
-    for signature, data in tags:
-        data += b"\0" * (-len(data) % 4)
-        table += signature + struct.pack(">II", offset + len(body), len(data))
-        body += data
-    header = (struct.pack(">I", offset + len(body)) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
-              + b"\0" * 12 + b"acsp" + b"\0" * 28 + b"".join(_s15f16(v) for v in D50))
-    return header.ljust(128, b"\0") + struct.pack(">I", len(tags)) + table + body
+    return matrix_icc(b"Display P3 (test)\0", P3_PRIMARIES, curve)
 
 
 _SRGB: list[bytes] = []

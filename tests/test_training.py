@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 from vqz.cli.app import app
 from vqz.codec.config import ModelConfig
-from vqz.codec.data import is_validation
 from vqz.codec.model import VQCodecModel
 from vqz.codec.pipeline import decode_bytes, encode_array
-from vqz.codec.train import TrainConfig, train, validate
+from vqz.codec.train import TrainConfig, validate
 from vqz.codec.weights import load_weights
 from vqz.errors import VqzError
+
+from conftest import write_training_images
 
 FRACTION = 0.3
 runner = CliRunner()
@@ -30,13 +31,7 @@ TINY_MODEL = {"channels": 16, "latent_dim": 4, "downsampling_log2": 2, "num_stag
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Smooth random photos-like images: three for training, one held out."""
     folder = tmp_path_factory.mktemp("train-images")
-    names = [f"photo{i:02d}.png" for i in range(50)]
-    chosen = [n for n in names if is_validation(n, FRACTION)][:1] + [n for n in names if not is_validation(n, FRACTION)][:3]
-    rng = np.random.default_rng(1)
-    for name in chosen:
-        coarse = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
-        Image.fromarray(coarse).resize((56, 48), Image.BILINEAR).save(folder / name)
-    return folder
+    return write_training_images(folder, FRACTION)
 
 
 def _config_file(tmp_path: Path, data: Path, steps: int) -> Path:
