@@ -29,7 +29,6 @@ from torch import Tensor
 
 from vqz.codec.config import ModelConfig
 from vqz.codec.model import VQCodecModel
-from vqz.codec.quantizer import _nearest, kmeans
 from vqz.errors import VqzError
 
 _NEW_CHANNEL_SCALE = 0.1  # new latent channels start at a tenth of a default init's scale
@@ -122,14 +121,5 @@ def _copy_quantizer_buffer(slot: Tensor, value: Tensor) -> None:
 def init_new_stages(model: VQCodecModel, latents: Tensor, first_new_stage: int) -> None:
     """k-means-initialise stages ``first_new_stage..S-1`` on the residuals that the earlier
     stages leave on ``latents`` ((B, M, H, W) encoder outputs of real training crops)."""
-    quantizer = model.quantizer
     flat = latents.float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-    residual = flat
-    for stage in range(quantizer.num_stages):
-        if stage >= first_new_stage:
-            centroids = kmeans(residual, quantizer.codebook_size, seed=stage)
-            quantizer.codebooks[stage].copy_(centroids)
-            quantizer.ema_sums[stage].copy_(centroids)
-            quantizer.ema_counts[stage].fill_(1.0)
-        codebook = quantizer.codebooks[stage]
-        residual = residual - codebook[_nearest(residual, codebook)]
+    model.quantizer._kmeans_init(flat, first_stage=first_new_stage)

@@ -155,14 +155,18 @@ class ResidualVectorQuantizer(nn.Module):
         return straight_through.view(batch, height, width, dim).permute(0, 3, 1, 2), commitment
 
     @torch.no_grad()
-    def _kmeans_init(self, flat: Tensor) -> None:
+    def _kmeans_init(self, flat: Tensor, first_stage: int = 0) -> None:
+        """k-means-initialise stages ``first_stage..S-1``, each on the residuals that the stages
+        before it leave on ``flat`` ((P, M) latent vectors); earlier stages keep their codebooks."""
         residual = flat
         for stage in range(self.num_stages):
-            centroids = kmeans(residual, self.codebook_size, seed=stage)
-            self.codebooks[stage].copy_(centroids)
-            self.ema_sums[stage].copy_(centroids)
-            self.ema_counts[stage].fill_(1.0)
-            residual = residual - centroids[_nearest(residual, centroids)]
+            if stage >= first_stage:
+                centroids = kmeans(residual, self.codebook_size, seed=stage)
+                self.codebooks[stage].copy_(centroids)
+                self.ema_sums[stage].copy_(centroids)
+                self.ema_counts[stage].fill_(1.0)
+            codebook = self.codebooks[stage]
+            residual = residual - codebook[_nearest(residual, codebook)]
         self.initialized.fill_(True)
 
     @torch.no_grad()

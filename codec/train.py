@@ -205,26 +205,18 @@ def sample_stages(config: TrainConfig, generator: torch.Generator | None = None)
 def _grow_from(config: TrainConfig, sampler: CropSampler, device: torch.device) -> VQCodecModel:
     """The config's architecture grown from ``init_from`` (see codec/grow.py), new stages
     initialised by k-means on residuals of real training latents."""
-    from safetensors import safe_open
-
-    from vqz.codec.config import ModelConfig
+    from vqz.codec.finalize import load_checkpoint_model
     from vqz.codec.grow import grow_model, init_new_stages
 
-    path = Path(config.init_from)
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            old_config = ModelConfig.from_json((handle.metadata() or {})["config"])
-        tensors = load_file(str(path))
+        old, _ = load_checkpoint_model(Path(config.init_from))
     except (OSError, KeyError, ValueError) as exc:
-        raise VqzError(f"cannot grow from {path}: {exc}") from None
-    old_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    model = grow_model(old_state, old_config, config.model, seed=config.seed).to(device)
-    if config.model.num_stages > old_config.num_stages:
+        raise VqzError(f"cannot grow from {config.init_from}: {exc}") from None
+    model = grow_model(old.state_dict(), old.config, config.model, seed=config.seed).to(device)
+    if config.model.num_stages > old.config.num_stages:
         with torch.no_grad():
-            model.eval()
             latents = torch.cat([model.g_a(sampler.sample(16).to(device)) for _ in range(8)])
-            model.train()
-        init_new_stages(model, latents, old_config.num_stages)
+        init_new_stages(model, latents, old.config.num_stages)
     return model
 
 
