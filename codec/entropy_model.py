@@ -116,15 +116,17 @@ class EntropyModel:
             raise ValueError(f"stage {stage} is coded given the {stage} planes before it (`prefix`)")
         return True
 
-    def _context_groups(self, prefix: np.ndarray, stage: int,
-                        coded: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _context_groups(self, prefix: np.ndarray, stage: int, coded: int | None = None,
+                        activity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cells grouped by context: (raster positions sorted by context (stable), start of each group + end).
 
         ``coded``: only the first ``coded`` cells in :func:`~vqz.codec.stage_context.priority_order`
-        (a part-way stage), still grouped by context, each group in raster order.
+        (a part-way stage), still grouped by context, each group in raster order. ``activity``: the
+        stage's activity if the caller has it already (it must equal ``stages.activity(prefix, stage)``).
         """
         assert self.stages is not None
-        activity = self.stages.activity(prefix, stage)
+        if activity is None:
+            activity = self.stages.activity(prefix, stage)
         contexts = self.stages.contexts(prefix, stage, activity).ravel()
         if coded is None:
             positions = np.arange(contexts.size)
@@ -157,17 +159,19 @@ class EntropyModel:
 
     # -------------------------------------------------------------- coding
     def encode_plane(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None,
-                     coded: int | None = None) -> bytes:
+                     coded: int | None = None, activity: np.ndarray | None = None) -> bytes:
         """(gh, gw) int indices of one stage -> payload bytes.
 
         ``prefix``: (stage, gh, gw) indices of the stages before it; needed for ``stage >= 1``
         when the model has stage context tables. ``coded``: code only the first ``coded`` cells
-        in priority order (a part-way stage; ``None``: all of them).
+        in priority order (a part-way stage; ``None``: all of them). ``activity``: the (gh, gw)
+        activity of ``prefix`` if already known (:class:`~vqz.codec.stage_context.PrefixLatent`);
+        it must equal ``stages.activity(prefix, stage)``, which is computed otherwise.
         """
         self._check_partial(stage, coded)
         coder = constriction.stream.stack.AnsCoder()
         if self._uses_contexts(stage, prefix):
-            order, bounds = self._context_groups(prefix, stage, coded)
+            order, bounds = self._context_groups(prefix, stage, coded, activity)
             symbols = np.ascontiguousarray(plane.ravel()[order], dtype=np.int32)
             models = self._stage_models[stage]
             for context in reversed(range(NUM_CONTEXTS)):  # reversed: the decoder reads groups forwards
@@ -188,9 +192,9 @@ class EntropyModel:
                 coder.encode_reverse(symbols[part], family, table[contexts[part]])
         return coder.get_compressed().astype(_WORD).tobytes()
 
-    def decode_plane(self, data: bytes, stage: int, height: int, width: int,
-                     prefix: np.ndarray | None = None, coded: int | None = None) -> np.ndarray:
-        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix``, ``coded`` as in
+    def decode_plane(self, data: bytes, stage: int, height: int, width: int, prefix: np.ndarray | None = None,
+                     coded: int | None = None, activity: np.ndarray | None = None) -> np.ndarray:
+        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix``, ``coded``, ``activity`` as in
         encode_plane); a cell a part-way stage leaves uncoded holds ``UNCODED``."""
         self._check_partial(stage, coded)
         if len(data) % _WORD.itemsize:
@@ -203,7 +207,7 @@ class EntropyModel:
         try:
             coder = constriction.stream.stack.AnsCoder(words)
             if contextual:
-                order, bounds = self._context_groups(prefix, stage, coded)
+                order, bounds = self._context_groups(prefix, stage, coded, activity)
                 models = self._stage_models[stage]
                 values = np.zeros(order.size, dtype=np.int64)
                 if coded is not None:
@@ -241,12 +245,14 @@ class EntropyModel:
             raise FormatError("payload has data left over after the last symbol")
         return plane
 
-    def estimate_bits(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None) -> float:
-        """The model's own code length for a plane: sum of -log2 p(index)."""
+    def estimate_bits(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None,
+                      activity: np.ndarray | None = None) -> float:
+        """The model's own code length for a plane: sum of -log2 p(index) (``activity`` as in encode_plane)."""
         if self._uses_contexts(stage, prefix):
             assert self.stages is not None
             rows = self._stage_probabilities[stage]
-            return float(-np.log2(rows[self.stages.contexts(prefix, stage).ravel(), plane.ravel()]).sum())
+            contexts = self.stages.contexts(prefix, stage, activity).ravel()
+            return float(-np.log2(rows[contexts, plane.ravel()]).sum())
         total = 0.0
         for symbols, table, contexts in self._passes(plane, stage):
             if table is None:

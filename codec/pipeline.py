@@ -20,6 +20,7 @@ threads whatever the caller's setting; the quantizer is :mod:`vqz.codec.vq`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS
 from vqz.codec.padding import compute_padding, pad_rgb
+from vqz.codec.stage_context import PrefixLatent
 from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
 from vqz.codec.vq import dequantize, quantize
 from vqz.codec.weights import LoadedWeights
@@ -94,8 +96,10 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
     indices = encode_indices(weights, rgb, quality)  # (q, gh, gw)
-    payloads = [weights.entropy.encode_plane(indices[s], s, indices[:s]) for s in range(quality)]
-    estimated = [weights.entropy.estimate_bits(indices[s], s, indices[:s]) for s in range(quality)]
+    payloads, estimated = [], []
+    for s, activity in enumerate(stage_activities(weights, indices)):
+        payloads.append(weights.entropy.encode_plane(indices[s], s, indices[:s], activity=activity))
+        estimated.append(weights.entropy.estimate_bits(indices[s], s, indices[:s], activity=activity))
     grid_h, grid_w = indices.shape[1:]
     header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
     fixed = [indices[0].size * math.log2(weights.config.codebook_size)] * quality
@@ -119,11 +123,31 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
         raise FormatError("file has no payload")
     use = len(payloads) if stages is None else max(1, min(stages, len(payloads)))
     planes = np.zeros((use, header.grid_height, header.grid_width), dtype=np.int64)
+    latent = running_latent(weights, planes.shape[1:])
     for s in range(use):  # stage s is coded given stages 0..s-1
         coded = header.coded_cells if s == len(payloads) - 1 else None
+        activity = latent.activity() if latent is not None and s else None
         planes[s] = weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width, planes[:s],
-                                                 coded)
+                                                 coded, activity)
+        if latent is not None and s + 1 < use:
+            latent.add(planes[s])
     return planes
+
+
+def running_latent(weights: LoadedWeights, shape: tuple[int, int]) -> PrefixLatent | None:
+    """An empty running latent of a (gh, gw) grid for the stage contexts, or None (model without them)."""
+    stages = weights.entropy.stages
+    return None if stages is None else stages.running_latent(shape)
+
+
+def stage_activities(weights: LoadedWeights, indices: np.ndarray) -> Iterator[np.ndarray | None]:
+    """(q, gh, gw) indices -> for each stage ``s`` in turn, the activity of stages ``0..s-1``
+    (None for stage 0, or without stage context tables), one codebook gather per stage."""
+    latent = running_latent(weights, indices.shape[1:])
+    for s in range(indices.shape[0]):
+        yield latent.activity() if latent is not None and s else None
+        if latent is not None and s + 1 < indices.shape[0]:
+            latent.add(indices[s])
 
 
 def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None,

@@ -147,6 +147,30 @@ def test_activity_is_the_sum_of_squared_neighbour_distances():
     assert activity.tolist() == [[25, 25 + 20, 20]]  # |(3,4)|^2 = 25, |(3,4)-(1,0)|^2 = 20
 
 
+def test_running_latent_gives_every_stage_the_activity_of_its_whole_prefix():
+    rng = np.random.default_rng(3)
+    codebooks = rng.integers(-3000, 3000, size=(5, 16, 8)).astype(np.int32)
+    planes = rng.integers(0, 16, size=(5, 7, 9))
+    latent = StageContexts(codebooks, np.zeros((5, 7), np.int64), np.zeros((5, 16), np.int32),
+                           np.ones((5, 32, 16), np.int32)).running_latent((7, 9))
+    for stage in range(1, 5):
+        latent.add(planes[stage - 1])
+        # a direct float sum over the 4 neighbours, from scratch
+        full = codebooks[np.arange(stage)[:, None, None], planes[:stage]].sum(0).astype(np.float64)
+        padded = np.pad(full, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        expected = sum(((padded[1 + dy : 8 + dy, 1 + dx : 10 + dx] - full) ** 2).sum(-1)
+                       for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)))
+        assert np.array_equal(latent.activity(), expected.astype(np.int64))
+        assert np.array_equal(prefix_activity(codebooks, planes[:stage]), latent.activity())
+
+
+def test_coding_with_a_given_activity_equals_coding_from_the_prefix():
+    model, planes = _staged_model()
+    activity = model.stages.activity(planes[:2], 2)
+    assert model.encode_plane(planes[2], 2, planes[:2], activity=activity) == model.encode_plane(planes[2], 2, planes[:2])
+    assert model.estimate_bits(planes[2], 2, planes[:2], activity=activity) == model.estimate_bits(planes[2], 2, planes[:2])
+
+
 def test_stage_coding_without_its_prefix_is_refused():
     model, planes = _staged_model()
     with pytest.raises(ValueError, match="prefix"):
