@@ -7,6 +7,7 @@ baselines (:mod:`vqz.codec.train_baseline`).
 from __future__ import annotations
 
 import json
+import re
 import time
 import tomllib
 from pathlib import Path
@@ -17,6 +18,8 @@ import typer
 from vqz.cli.extras import require
 from vqz.cli.report import error, warning
 from vqz.errors import VqzError
+
+MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}")  # printable ASCII for the header, safe as a file name
 
 
 def train(
@@ -100,6 +103,8 @@ def export_model(
                                               "or a weights file (.safetensors) whose graphs to (re)write.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Weights file to write (.safetensors); not with a weights file.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Count indices on at most N training images.")] = None,
+    model_id: Annotated[Optional[str], typer.Option("--model-id", help="Ship the weights under this id instead of the "
+                                                    "run's (a retrained model whose predecessor stays installed needs a new id).")] = None,
 ) -> None:
     """Freeze the entropy tables into shippable weights and export the transforms the runtime runs.
 
@@ -118,16 +123,16 @@ def export_model(
     started = time.time()
     try:
         if run.suffix == ".safetensors":
-            if output is not None or limit is not None:
-                raise typer.BadParameter("-o and --limit apply to a run folder, not to a weights file", param_hint="RUN")
+            if output is not None or limit is not None or model_id is not None:
+                raise typer.BadParameter("-o, --limit and --model-id apply to a run folder, not to a weights file", param_hint="RUN")
             weights = run
         else:
             if output is None:
                 raise typer.BadParameter("a run folder needs the weights file to write", param_hint="'-o' / '--output'")
             settings = json.loads((run / "train_config.json").read_text())
             if "family" in settings:
-                if limit is not None:
-                    raise typer.BadParameter("does not apply to baseline runs", param_hint="--limit")
+                if limit is not None or model_id is not None:
+                    raise typer.BadParameter("does not apply to baseline runs", param_hint="--limit / --model-id")
                 from vqz.codec.train_baseline import export_baseline
 
                 info = export_baseline(run, output)
@@ -137,7 +142,10 @@ def export_model(
                 return
             from vqz.codec.finalize import finalize
 
-            finalize(run / "checkpoint.safetensors", output, Path(settings["data"]), settings["validation_fraction"], limit=limit)
+            if model_id is not None and not MODEL_ID_PATTERN.fullmatch(model_id):
+                raise typer.BadParameter(f"{model_id!r}: a model id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--model-id")
+            finalize(run / "checkpoint.safetensors", output, Path(settings["data"]), settings["validation_fraction"], limit=limit,
+                     model_id=model_id)
             weights = output
         from vqz.codec.export import export_graphs
 

@@ -148,8 +148,14 @@ def build_entropy_model(model: VQCodecModel, train: IndexStatistics,
 
 
 def finalize(checkpoint: Path, output: Path, data: Path, validation_fraction: float = 0.05,
-             facts: dict[str, object] | None = None, limit: int | None = None) -> dict[str, float]:
-    """Write ``output`` (safetensors) = checkpoint weights + entropy tables + metadata."""
+             facts: dict[str, object] | None = None, limit: int | None = None,
+             model_id: str | None = None) -> dict[str, float]:
+    """Write ``output`` (safetensors) = checkpoint weights + entropy tables + metadata.
+
+    ``model_id``: the id the weights ship under (default: the checkpoint's ``model_id``). A
+    retrained model needs a new id when the weights it replaces stay installed: the registry
+    finds a model by id, and files name the id and weights hash of the model that wrote them.
+    """
     model, metadata = load_checkpoint_model(checkpoint)
     paths = list_images(data)
     train_paths = [p for p in paths if not is_validation(p.name, validation_fraction)][:limit]
@@ -159,5 +165,5 @@ def finalize(checkpoint: Path, output: Path, data: Path, validation_fraction: fl
     entropy, report = build_entropy_model(model, train, validation)
     facts = {"checkpoint_step": int(metadata.get("step", 0)), "table_images": len(train_paths), **(facts or {})}
     extra = {"training": json.dumps(facts, sort_keys=True), "entropy_report": json.dumps(report, sort_keys=True)}
-    save_weights(output, model, metadata["model_id"], entropy, extra)
+    save_weights(output, model, model_id or metadata["model_id"], entropy, extra)
     return report

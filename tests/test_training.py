@@ -64,6 +64,14 @@ def test_train_resume_and_export_give_a_model_that_codes_images(data_dir: Path, 
         data, stats = encode_array(weights, rgb, quality)
         assert decode_bytes(weights, data).shape == rgb.shape
         assert len(stats.payload_bits) == quality
+    assert weights.model_id == "tiny"
+    # a retrained model ships under a new id; a malformed id is one usage error
+    renamed = tmp_path / "tiny-r2.safetensors"
+    result = runner.invoke(app, ["export-model", str(run), "-o", str(renamed), "--model-id", "tiny-r2"])
+    assert result.exit_code == 0, result.output
+    assert load_weights(renamed).model_id == "tiny-r2"
+    bad = runner.invoke(app, ["export-model", str(run), "-o", str(tmp_path / "x.safetensors"), "--model-id", "a b/c"])
+    assert bad.exit_code == 2 and "model id" in bad.output and not (tmp_path / "x.safetensors").exists()
 
 
 def test_a_folder_of_too_small_images_is_a_one_line_error(tmp_path: Path) -> None:
