@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = "configs/gpu.toml"
+CARRIED_START = "gpu-carry/start/model.safetensors"  # scripts/gpu_bundle.py start
+CARRIED_DATA = "gpu-carry/data"
 
 
 def link_source(site: Path) -> None:
@@ -91,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--link-source", type=Path, help="only lay out the vqz package in this folder, then exit")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="training config (default %(default)s)")
-    parser.add_argument("--checkpoint", help="starting checkpoint (default: the config's init_from)")
-    parser.add_argument("--data", default="gpu-data", help="training image folder carried along (default %(default)s)")
+    parser.add_argument("--checkpoint", help="starting checkpoint (default: the config's init_from, or "
+                        f"{CARRIED_START} where that is absent, as in a tree stashed by gpu_bundle.py start)")
+    parser.add_argument("--data", help=f"training image folder carried along (default {CARRIED_DATA}, else gpu-data)")
+    parser.add_argument("--model-id", help="id of the exported model (default: the config's; a retrained model "
+                        "ships under a new id, checkpoints/README.md)")
     parser.add_argument("--out", default="oneshot-out", help="output folder (default %(default)s)")
-    parser.add_argument("--max-minutes", type=float, default=8.0, help="training wall-clock budget (default %(default)s)")
+    parser.add_argument("--max-minutes", type=float, default=6.0, help="training wall-clock budget (default %(default)s)")
     parser.add_argument("--steps", type=int, help="override the config's step budget")
     parser.add_argument("--precision", choices=("bf16", "fp32"), help="override the config's precision")
     parser.add_argument("--limit", type=int, default=48, help="training images counted for the entropy tables (default %(default)s)")
@@ -112,22 +117,34 @@ def main(argv: list[str] | None = None) -> int:
     began = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    overrides: dict[str, object] = {"data": args.data, "out": str(out / "run"), "max_minutes": args.max_minutes}
+    data = args.data or (CARRIED_DATA if Path(CARRIED_DATA).is_dir() else "gpu-data")
+    overrides: dict[str, object] = {"data": data, "out": str(out / "run"), "max_minutes": args.max_minutes}
     if args.checkpoint:
         overrides["init_from"] = args.checkpoint
+    else:
+        configured = TrainConfig.from_toml(Path(args.config)).init_from
+        if configured and not Path(configured).is_file() and Path(CARRIED_START).is_file():
+            overrides["init_from"] = CARRIED_START
+            print(f"gpu_oneshot: {configured} is not in this tree (stashed?); starting from {CARRIED_START}", flush=True)
+    if args.model_id:
+        overrides["model_id"] = args.model_id
     if args.steps:
         overrides["steps"] = args.steps
     if args.precision:
         overrides["precision"] = args.precision
     config = TrainConfig.from_toml(Path(args.config), overrides)
     if not config.init_from or not Path(config.init_from).is_file():
-        print(f"gpu_oneshot: starting checkpoint {config.init_from!r} not found (pass --checkpoint)", file=sys.stderr)
+        print(f"gpu_oneshot: starting checkpoint {config.init_from!r} not found (pass --checkpoint; "
+              "scripts/gpu_bundle.py start writes gpu-carry/start/model.safetensors)", file=sys.stderr)
+        return 1
+    if not Path(config.data).is_dir():
+        print(f"gpu_oneshot: no training folder {config.data!r} (pass --data)", file=sys.stderr)
         return 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     facts: dict[str, object] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "config": args.config, "start": config.init_from, "data": config.data,
-        "max_minutes": config.max_minutes, "precision": config.precision, "batch": config.batch, "crop": config.crop,
+        "torch": torch.__version__, "vqz": str(Path(sys.modules["vqz"].__file__).parent), "config": args.config, "start": config.init_from, "data": config.data,
+        "model_id": config.model_id, "max_minutes": config.max_minutes, "precision": config.precision, "batch": config.batch, "crop": config.crop,
     }
     print(f"gpu_oneshot: {json.dumps(facts)}", flush=True)
     _, val_images, _ = load_split(Path(config.data), config.validation_fraction)

@@ -13,6 +13,14 @@ KODAK = SHARED / "data" / "kodak"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run while scripts/gpu_bundle.py has moved the weights and checkpoints out of the tree."""
+    stash = ROOT / ".device-stash"
+    if stash.exists():
+        pytest.exit(f"{stash} exists: the large files are stashed for a device run (git status shows them deleted); "
+                    "run `python scripts/gpu_bundle.py restore` first", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def model():
     from vqz.codec.registry import load_model
