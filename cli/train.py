@@ -98,6 +98,17 @@ def _family(config: Path) -> str | None:
     return family
 
 
+def _refuse_installed_id(model_id: str) -> None:
+    """New weights never take the id of an installed model: its files name that id and its weights hash,
+    and the registry finds one model per id, so they would stop decoding (or the new weights would be shadowed)."""
+    from vqz.codec.registry import available_models
+
+    for entry in available_models():
+        if entry.model_id == model_id:
+            raise typer.BadParameter(f"model {model_id!r} is already installed ({entry.path}); the files it wrote need "
+                                     "those weights: export under a new id", param_hint="--model-id")
+
+
 def export_model(
     run: Annotated[Path, typer.Argument(help="Run folder of a finished training (holds checkpoint.safetensors), "
                                               "or a weights file (.safetensors) whose graphs to (re)write.", show_default=False)],
@@ -144,6 +155,7 @@ def export_model(
 
             if model_id is not None and not MODEL_ID_PATTERN.fullmatch(model_id):
                 raise typer.BadParameter(f"{model_id!r}: a model id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--model-id")
+            _refuse_installed_id(model_id or settings.get("model_id", ""))
             finalize(run / "checkpoint.safetensors", output, Path(settings["data"]), settings["validation_fraction"], limit=limit,
                      model_id=model_id)
             weights = output

@@ -72,6 +72,9 @@ def test_train_resume_and_export_give_a_model_that_codes_images(data_dir: Path, 
     assert load_weights(renamed).model_id == "tiny-r2"
     bad = runner.invoke(app, ["export-model", str(run), "-o", str(tmp_path / "x.safetensors"), "--model-id", "a b/c"])
     assert bad.exit_code == 2 and "model id" in bad.output and not (tmp_path / "x.safetensors").exists()
+    # the id of an installed model is refused: the files it wrote need its weights
+    taken = runner.invoke(app, ["export-model", str(run), "-o", str(tmp_path / "y.safetensors"), "--model-id", "vqz-rvq8-f8"])
+    assert taken.exit_code == 2 and "already installed" in taken.output and not (tmp_path / "y.safetensors").exists()
 
 
 def test_a_folder_of_too_small_images_is_a_one_line_error(tmp_path: Path) -> None:
