@@ -6,7 +6,8 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     version        u8 FORMAT_VERSION
     flags          u8 bit 0: an alpha plane follows the stage payloads;
                       bit 1: metadata chunks follow (EXIF, XMP, ICC profile);
-                      bit 2: the last stage is part-way (a coded-cell count follows); other bits 0
+                      bit 2: the last stage is part-way (a coded-cell count follows);
+                      bit 3: its cells are in the reversed (ascending) order, only with bit 2; other bits 0
     model_id_len   u8 1..MAX_MODEL_ID
     model_id       model_id_len bytes of printable ASCII
     model_hash     8  first 8 bytes of SHA-256 of the weights file
@@ -49,7 +50,13 @@ MAX_GRID_SIDE = 0xFFFF
 FLAG_ALPHA = 0x01
 FLAG_METADATA = 0x02
 FLAG_PARTIAL = 0x04
-_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL
+FLAG_ASCENDING = 0x08
+_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL | FLAG_ASCENDING
+#: ``Header.cell_order`` values: the part-way stage's cells by descending activity (flag bit 3
+#: clear) or in exactly the reverse order (bit 3 set); see docs/FORMAT.md.
+ORDER_DESCENDING = 0
+ORDER_ASCENDING = 1
+ORDER_NAMES = {ORDER_DESCENDING: "descending", ORDER_ASCENDING: "ascending"}
 #: Metadata chunk tag -> (name of the VqzFile field, largest size in bytes), in the order they are stored.
 #: EXIF: what fits one JPEG APP1 segment after its 6-byte "Exif\0\0" prefix (65533 - 6);
 #: ICC: what fits 255 JPEG APP2 segments (255 * 65519 bytes, rounded down to 16 MB); XMP: 4 MiB.
@@ -68,7 +75,9 @@ class Header:
     ``grid_height``/``grid_width`` are the latent grid (padded image / downsampling);
     each payload codes ``grid_height * grid_width`` indices of one quantizer stage, except
     that with ``coded_cells`` set the last payload codes only that many cells of its stage
-    (a part-way stage, in the order of :mod:`vqz.codec.partial`); ``None``: every stage whole.
+    (a part-way stage, in the order of :func:`vqz.codec.stage_context.priority_order`); ``None``:
+    every stage whole. ``cell_order`` is that stage's order: ``ORDER_DESCENDING`` (0) or
+    ``ORDER_ASCENDING`` (1, flag bit 3), which only a part-way stage can have.
     """
 
     model_id: str
@@ -80,6 +89,7 @@ class Header:
     grid_width: int
     version: int = FORMAT_VERSION
     coded_cells: int | None = None
+    cell_order: int = ORDER_DESCENDING
 
     @property
     def cells(self) -> int:
@@ -101,6 +111,10 @@ class Header:
             raise FormatError(f"latent grid {self.grid_height}x{self.grid_width} is outside 1..{MAX_GRID_SIDE}")
         if self.coded_cells is not None and not 0 <= self.coded_cells <= self.cells:
             raise FormatError(f"{self.coded_cells} coded cells in the last stage exceed its grid of {self.cells}")
+        if self.cell_order not in (ORDER_DESCENDING, ORDER_ASCENDING):
+            raise FormatError(f"cell order {self.cell_order!r} is not {ORDER_DESCENDING} or {ORDER_ASCENDING}")
+        if self.cell_order != ORDER_DESCENDING and self.coded_cells is None:
+            raise FormatError("a reversed cell order needs a part-way last stage")
 
 
 def _write_varint(value: int) -> bytes:
@@ -179,7 +193,8 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, e
     if header.coded_cells is not None and len(payloads) < 2:
         raise FormatError("a part-way last stage needs at least 2 payloads (stage 0 is always whole)")
     flags = ((FLAG_ALPHA if alpha is not None else 0) | (FLAG_METADATA if chunks else 0)
-             | (FLAG_PARTIAL if header.coded_cells is not None else 0))
+             | (FLAG_PARTIAL if header.coded_cells is not None else 0)
+             | (FLAG_ASCENDING if header.cell_order == ORDER_ASCENDING else 0))
     model_id = header.model_id.encode("ascii")
     parts = [
         MAGIC,
@@ -242,6 +257,8 @@ def unpack_file(data: bytes) -> VqzFile:
     flags, id_len = reader.unpack("<BB", "flags")
     if flags & ~_KNOWN_FLAGS:
         raise FormatError(f"unknown flags 0x{flags:02x}")
+    if flags & FLAG_ASCENDING and not flags & FLAG_PARTIAL:
+        raise FormatError(f"flags 0x{flags:02x}: bit 3 (reversed cell order) needs bit 2 (part-way last stage)")
     if not 1 <= id_len <= MAX_MODEL_ID:
         raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID}")
     raw_id = reader.take(id_len, "model id")
@@ -263,7 +280,8 @@ def unpack_file(data: bytes) -> VqzFile:
         if count < 2:
             raise FormatError(f"a part-way last stage needs at least 2 payloads, the file has {count}")
         coded_cells = reader.varint("coded cell count")
-    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version, coded_cells)
+    cell_order = ORDER_ASCENDING if flags & FLAG_ASCENDING else ORDER_DESCENDING
+    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version, coded_cells, cell_order)
     header.validate()  # the coded cell count against the grid
     tags: list[bytes] = []
     if flags & FLAG_METADATA:

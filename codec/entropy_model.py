@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from vqz.codec.stage_context import NUM_CONTEXTS, StageContexts, priority_order
+from vqz.codec.stage_context import NUM_CONTEXTS, ORDER_DESCENDING, StageContexts, priority_order
 from vqz.errors import FormatError
 
 _WORD = np.dtype("<u4")
@@ -117,12 +117,14 @@ class EntropyModel:
         return True
 
     def _context_groups(self, prefix: np.ndarray, stage: int, coded: int | None = None,
-                        activity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        activity: np.ndarray | None = None,
+                        order: int = ORDER_DESCENDING) -> tuple[np.ndarray, np.ndarray]:
         """Cells grouped by context: (raster positions sorted by context (stable), start of each group + end).
 
         ``coded``: only the first ``coded`` cells in :func:`~vqz.codec.stage_context.priority_order`
-        (a part-way stage), still grouped by context, each group in raster order. ``activity``: the
-        stage's activity if the caller has it already (it must equal ``stages.activity(prefix, stage)``).
+        (a part-way stage) with cell order ``order``, still grouped by context, each group in raster
+        order. ``activity``: the stage's activity if the caller has it already (it must equal
+        ``stages.activity(prefix, stage)``).
         """
         assert self.stages is not None
         if activity is None:
@@ -133,13 +135,15 @@ class EntropyModel:
         else:
             if not 0 <= coded <= contexts.size:
                 raise FormatError(f"{coded} coded cells exceed the stage's {contexts.size}")
-            positions = np.sort(priority_order(activity)[:coded])
+            positions = np.sort(priority_order(activity, order)[:coded])
         contexts = contexts[positions]
-        order = positions[np.argsort(contexts, kind="stable")]
+        grouped = positions[np.argsort(contexts, kind="stable")]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(contexts, minlength=NUM_CONTEXTS))])
-        return order, bounds
+        return grouped, bounds
 
-    def _check_partial(self, stage: int, coded: int | None) -> None:
+    def _check_partial(self, stage: int, coded: int | None, order: int) -> None:
+        if order != ORDER_DESCENDING and coded is None:
+            raise FormatError("a cell order applies only to a part-way stage")
         if coded is not None and (stage == 0 or self.stages is None):
             raise FormatError("only a stage s >= 1 coded under stage context tables can stop part-way"
                               if stage else "stage 0 cannot stop part-way")
@@ -159,20 +163,22 @@ class EntropyModel:
 
     # -------------------------------------------------------------- coding
     def encode_plane(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None,
-                     coded: int | None = None, activity: np.ndarray | None = None) -> bytes:
+                     coded: int | None = None, activity: np.ndarray | None = None,
+                     order: int = ORDER_DESCENDING) -> bytes:
         """(gh, gw) int indices of one stage -> payload bytes.
 
         ``prefix``: (stage, gh, gw) indices of the stages before it; needed for ``stage >= 1``
         when the model has stage context tables. ``coded``: code only the first ``coded`` cells
-        in priority order (a part-way stage; ``None``: all of them). ``activity``: the (gh, gw)
+        in priority order (a part-way stage; ``None``: all of them), the cell order ``order``
+        (:data:`~vqz.codec.stage_context.CELL_ORDERS`). ``activity``: the (gh, gw)
         activity of ``prefix`` if already known (:class:`~vqz.codec.stage_context.PrefixLatent`);
         it must equal ``stages.activity(prefix, stage)``, which is computed otherwise.
         """
-        self._check_partial(stage, coded)
+        self._check_partial(stage, coded, order)
         coder = constriction.stream.stack.AnsCoder()
         if self._uses_contexts(stage, prefix):
-            order, bounds = self._context_groups(prefix, stage, coded, activity)
-            symbols = np.ascontiguousarray(plane.ravel()[order], dtype=np.int32)
+            cells, bounds = self._context_groups(prefix, stage, coded, activity, order)
+            symbols = np.ascontiguousarray(plane.ravel()[cells], dtype=np.int32)
             models = self._stage_models[stage]
             for context in reversed(range(NUM_CONTEXTS)):  # reversed: the decoder reads groups forwards
                 if bounds[context + 1] > bounds[context]:
@@ -193,10 +199,11 @@ class EntropyModel:
         return coder.get_compressed().astype(_WORD).tobytes()
 
     def decode_plane(self, data: bytes, stage: int, height: int, width: int, prefix: np.ndarray | None = None,
-                     coded: int | None = None, activity: np.ndarray | None = None) -> np.ndarray:
-        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix``, ``coded``, ``activity`` as in
-        encode_plane); a cell a part-way stage leaves uncoded holds ``UNCODED``."""
-        self._check_partial(stage, coded)
+                     coded: int | None = None, activity: np.ndarray | None = None,
+                     order: int = ORDER_DESCENDING) -> np.ndarray:
+        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix``, ``coded``, ``activity``,
+        ``order`` as in encode_plane); a cell a part-way stage leaves uncoded holds ``UNCODED``."""
+        self._check_partial(stage, coded, order)
         if len(data) % _WORD.itemsize:
             raise FormatError("payload length is not a multiple of 4 bytes")
         words = np.frombuffer(data, dtype=_WORD).astype(np.uint32)
@@ -207,16 +214,16 @@ class EntropyModel:
         try:
             coder = constriction.stream.stack.AnsCoder(words)
             if contextual:
-                order, bounds = self._context_groups(prefix, stage, coded, activity)
+                cells, bounds = self._context_groups(prefix, stage, coded, activity, order)
                 models = self._stage_models[stage]
-                values = np.zeros(order.size, dtype=np.int64)
+                values = np.zeros(cells.size, dtype=np.int64)
                 if coded is not None:
                     plane[:] = UNCODED
                 for context in range(NUM_CONTEXTS):
                     if bounds[context + 1] > bounds[context]:
                         values[bounds[context] : bounds[context + 1]] = coder.decode(
                             models[context], int(bounds[context + 1] - bounds[context]))
-                plane.ravel()[order] = values
+                plane.ravel()[cells] = values
             elif stage > 0 or not self.spatial:
                 plane[:] = np.asarray(coder.decode(self._marginal_model(stage), height * width)).reshape(height, width)
             else:

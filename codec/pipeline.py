@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
+from vqz.bitstream.container import ORDER_DESCENDING
 from vqz.codec.engine import CODING_THREADS
 from vqz.codec.padding import compute_padding, pad_rgb
 from vqz.codec.stage_context import PrefixLatent
@@ -36,7 +37,7 @@ from vqz.errors import FormatError, ImageError
 
 __all__ = ["CODING_THREADS", "DEFAULT_MAX_DECODE_PIXELS", "EncodeStats", "decode_bytes", "decode_image",
            "decode_indices", "encode_array", "encode_array_indices", "encode_indices", "grid_shape", "quality_range",
-           "synthesize"]
+           "render", "synthesize"]
 
 #: Largest image the decoder builds unless told otherwise (the container allows 2^31).
 DEFAULT_MAX_DECODE_PIXELS = 1 << 28
@@ -76,6 +77,15 @@ def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
     return synthesis_uint8(weights.synthesis, latent, weights.config.downsampling, margin=tile_margin(weights.config))
 
 
+def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(S', grid_h, grid_w) indices (``UNCODED`` where a part-way stage codes nothing) -> the
+    (height, width, 3) uint8 image: :func:`synthesize`, the padding cropped off. What the decoder
+    shows for those indices (the encoder uses it to compare candidate files without decoding them)."""
+    padded = synthesize(weights, indices)  # (H', W', 3)
+    (left, _, top, _), _ = compute_padding(height, width, min_div=weights.config.downsampling)
+    return np.ascontiguousarray(padded[top : top + height, left : left + width])
+
+
 def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
                  alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats]:
     """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics."""
@@ -111,8 +121,8 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
     """Entropy-decode the first ``stages`` payloads -> (stages, grid_h, grid_w) int64.
 
-    When the last payload is decoded and the header says it is part-way (``coded_cells``),
-    the cells it does not code hold ``UNCODED`` (-1): they add no code vector.
+    When the last payload is decoded and the header says it is part-way (``coded_cells``, in the
+    cell order ``cell_order``), the cells it does not code hold ``UNCODED`` (-1): they add no code vector.
     """
     config = weights.config
     if len(payloads) > config.num_stages:
@@ -125,10 +135,12 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
     planes = np.zeros((use, header.grid_height, header.grid_width), dtype=np.int64)
     latent = running_latent(weights, planes.shape[1:])
     for s in range(use):  # stage s is coded given stages 0..s-1
-        coded = header.coded_cells if s == len(payloads) - 1 else None
+        last = s == len(payloads) - 1
+        coded = header.coded_cells if last else None
+        order = header.cell_order if last else ORDER_DESCENDING
         activity = latent.activity() if latent is not None and s else None
         planes[s] = weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width, planes[:s],
-                                                 coded, activity)
+                                                 coded, activity, order=order)
         if latent is not None and s + 1 < use:
             latent.add(planes[s])
     return planes
@@ -169,9 +181,6 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
     if header.model_id != weights.model_id or header.model_hash != weights.weights_hash:
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
-    padded = synthesize(weights, indices)  # (H', W', 3)
-    pad, _ = compute_padding(header.height, header.width, min_div=weights.config.downsampling)
-    left, _, top, _ = pad
-    rgb = np.ascontiguousarray(padded[top : top + header.height, left : left + header.width])
+    rgb = render(weights, indices, header.height, header.width)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
     return rgb, alpha

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vqz.bitstream.container import ORDER_ASCENDING, ORDER_DESCENDING
+
 ACTIVITY_BINS = 8
 PREVIOUS_BINS = 4
 NUM_CONTEXTS = ACTIVITY_BINS * PREVIOUS_BINS
@@ -149,14 +151,26 @@ class StageContexts:
         return PrefixLatent(self.context_codebooks, shape)
 
 
-def priority_order(activity: np.ndarray) -> np.ndarray:
+#: Cell orders of a part-way stage (docs/FORMAT.md, "Part-way last stage"); the file says which by flag bit 3:
+#: ``ORDER_DESCENDING`` (0), largest activity first, ties by raster position; ``ORDER_ASCENDING`` (1), the
+#: exact reverse.
+CELL_ORDERS = (ORDER_DESCENDING, ORDER_ASCENDING)
+
+
+def priority_order(activity: np.ndarray, order: int = ORDER_DESCENDING) -> np.ndarray:
     """The order in which the cells of a part-way stage are coded: (H, W) activity -> (H*W,) raster positions.
 
-    Largest activity first (where the latent decoded so far varies most, the residual left for
-    this stage is largest), ties by raster position: a stable sort on ``-activity``. Integer
-    data the decoder has before the stage, so both sides derive the same order.
+    ``ORDER_DESCENDING``: largest activity first (where the latent decoded so far varies most, the
+    residual left for this stage is largest), ties by raster position: a stable sort on ``-activity``.
+    ``ORDER_ASCENDING``: that order reversed, element for element (smallest activity first, ties by
+    *descending* raster position), so its first ``m`` cells are exactly the cells the descending order
+    leaves uncoded at ``cells - m``. Integer data the decoder has before the stage, so both sides
+    derive the same order.
     """
-    return np.argsort(-activity.ravel(), kind="stable")
+    if order not in CELL_ORDERS:
+        raise ValueError(f"cell order must be one of {CELL_ORDERS}, got {order!r}")
+    descending = np.argsort(-activity.ravel(), kind="stable")
+    return descending if order == ORDER_DESCENDING else descending[::-1]
 
 
 # ------------------------------------------------------------------ building the tables

@@ -218,3 +218,56 @@ def test_every_truncation_of_a_part_way_file_is_refused():
     for length in range(len(data)):
         with pytest.raises(FormatError):
             unpack(data[:length])
+
+
+# ------------------------------------------------------------------ the ascending cell order (flag bit 3, with bit 2)
+ASCENDING = Header(**{**PARTIAL.__dict__, "cell_order": 1})
+
+
+def test_the_ascending_order_is_flag_bit_3_and_round_trips():
+    from vqz.bitstream import unpack_file
+
+    data = pack(ASCENDING, PAYLOADS, alpha=b"alpha", exif=b"II*\x00exif")
+    parsed = unpack_file(data)
+    assert parsed.header == ASCENDING and parsed.header.cell_order == 1 and parsed.header.coded_cells == 17
+    assert data[5] == 0x01 | 0x02 | 0x04 | 0x08
+    # Only the flag byte (and the CRC) differs from the descending-order file.
+    descending = pack(PARTIAL, PAYLOADS, alpha=b"alpha", exif=b"II*\x00exif")
+    assert data[:5] + data[6:-4] == descending[:5] + descending[6:-4] and descending[5] == 0x07
+    assert unpack(descending)[0].cell_order == 0
+
+
+def test_bit_3_without_bit_2_is_refused():
+    for flags in (0x08, 0x09, 0x0A, 0x0B):
+        data = bytearray(pack(HEADER, PAYLOADS, alpha=b"a" if flags & 1 else None,
+                              exif=b"II*\x00exif" if flags & 2 else None)[:-4])
+        data[5] = flags
+        with pytest.raises(FormatError, match="bit 3"):
+            unpack(_with_valid_crc(bytes(data)))
+
+
+def test_the_writer_refuses_an_order_without_a_part_way_stage_or_an_unknown_order():
+    with pytest.raises(FormatError, match="part-way"):
+        pack(Header(**{**HEADER.__dict__, "cell_order": 1}), PAYLOADS)
+    with pytest.raises(FormatError, match="cell order"):
+        pack(Header(**{**PARTIAL.__dict__, "cell_order": 2}), PAYLOADS)
+
+
+def test_a_reader_that_knows_only_bits_0_to_2_refuses_the_ascending_order(monkeypatch):
+    # What an earlier version-2 reader does with the new flag: refuse it, never decode the wrong cells.
+    from vqz.bitstream import container
+
+    data = pack(ASCENDING, PAYLOADS)
+    monkeypatch.setattr(container, "_KNOWN_FLAGS", 0x07)
+    with pytest.raises(FormatError, match="unknown flags 0x0c"):
+        unpack(data)
+    assert unpack(pack(PARTIAL, PAYLOADS))[0].coded_cells == 17  # its own part-way files still read
+
+
+def test_every_single_bit_flip_of_an_ascending_order_file_is_detected():
+    data = pack(ASCENDING, PAYLOADS)
+    for bit in range(len(data) * 8):
+        corrupt = bytearray(data)
+        corrupt[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(FormatError):
+            unpack(bytes(corrupt))
