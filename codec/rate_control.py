@@ -11,10 +11,13 @@ byte-identical to a direct encode at that quality.
 * ``--target-size B`` (like cwebp's ``-size``, avifenc's ``--target-size``): the largest file of
   at most ``B`` bytes, metadata included. Whole levels are too coarse (one more stage can
   double the file), so the stage after the highest whole level that fits stops part-way: its
-  first ``n`` cells in the order the decoder derives from the stages before it
+  first ``n`` cells in an order the decoder derives from the stages before it
   (:func:`vqz.codec.stage_context.priority_order`), ``n`` the largest count whose file fits, by
   a binary search on ``n`` over exact sizes (each candidate is packed and measured, so the
-  result never exceeds the budget). Quality 1 if even that is too large (``met`` is then False).
+  result never exceeds the budget). There are two such orders (descending activity and its exact
+  reverse, one flag bit in the file); each gets its own ``n`` (cells cost different bits), and
+  the file whose decoded image has the higher PSNR is kept (one synthesis per order; a tie
+  keeps the descending order). Quality 1 if even that is too large (``met`` is then False).
 * ``--target-bpp X``: the same, for a budget of ``floor(X * width * height / 8)`` bytes.
 * ``--target-psnr Y`` (like cwebp's ``-psnr``): the smallest file whose decoded image reaches
   ``Y`` dB PSNR (RGB, 8 bits); a binary search over the levels, so about
@@ -32,7 +35,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vqz.bitstream import pack, unpack_file
+from vqz.bitstream.container import ORDER_DESCENDING
 from vqz.codec.metadata import Metadata, attach
+from vqz.codec.stage_context import CELL_ORDERS
 
 if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
@@ -57,7 +62,8 @@ class RateChoice:
     ``data`` is the complete ``.vqz`` file (its header's quality field is ``quality``, its
     number of stages); ``bpp`` counts every byte of it; ``psnr`` (dB) is measured only by the
     PSNR search; ``met`` is False when no level met the target and the fallback level was used.
-    ``coded_cells`` (of ``cells`` per stage) is set when the last stage stops part-way.
+    ``coded_cells`` (of ``cells`` per stage) is set when the last stage stops part-way, its
+    cells in ``cell_order`` (:data:`~vqz.codec.stage_context.CELL_ORDERS`).
     """
 
     data: bytes
@@ -67,6 +73,7 @@ class RateChoice:
     met: bool
     coded_cells: int | None = None
     cells: int | None = None
+    cell_order: int = ORDER_DESCENDING
 
     @property
     def level(self) -> float:
@@ -96,8 +103,9 @@ class QualityLadder:
         parsed = unpack_file(full)
         self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
         self._files: dict[int, bytes] = {self.levels[-1]: full}
-        self._partial: dict[tuple[int, int], bytes] = {}
+        self._partial: dict[tuple[int, int, int], bytes] = {}
         self._psnr: dict[int, float] = {}
+        self._partial_psnr: dict[tuple[int, int, int], float] = {}
 
     @property
     def pixels(self) -> int:
@@ -113,22 +121,50 @@ class QualityLadder:
         """Whether the model can stop a stage part-way (it codes stages 1.. under context tables)."""
         return self.weights.entropy.stages is not None and len(self.levels) > 1
 
-    def partial_file(self, quality: int, coded: int) -> bytes:
+    def partial_file(self, quality: int, coded: int, order: int = ORDER_DESCENDING) -> bytes:
         """The file with ``quality`` stages, the last of which codes only its first ``coded`` cells
-        (in priority order); ``coded == cells`` is the whole level."""
+        in cell order ``order``; ``coded == cells`` is the whole level."""
+        self._check_partial(quality, coded, order)
+        if coded == self.cells:
+            return self.file(quality)
+        key = (quality, coded, order)
+        if key not in self._partial:
+            stage = quality - 1
+            last = self.weights.entropy.encode_plane(self._indices[stage], stage, self._indices[:stage], coded,
+                                                       order=order)
+            self._partial[key] = pack(replace(self._header, quality=quality, coded_cells=coded, cell_order=order),
+                                      self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
+        return self._partial[key]
+
+    def partial_psnr(self, quality: int, coded: int, order: int = ORDER_DESCENDING) -> float:
+        """PSNR (dB) of :meth:`partial_file` decoded, against the original image.
+
+        Rendered from the indices the file codes (the decoder's indices are these, bit for bit),
+        without entropy-decoding the file: one synthesis.
+        """
+        from vqz.codec.entropy_model import UNCODED
+        from vqz.codec.pipeline import render
+        from vqz.codec.stage_context import priority_order
+
+        self._check_partial(quality, coded, order)
+        if coded == self.cells:
+            return self.psnr(quality)
+        key = (quality, coded, order)
+        if key not in self._partial_psnr:
+            stage = quality - 1
+            indices = self._indices[:quality].copy()
+            activity = self.weights.entropy.stages.activity(indices[:stage], stage)
+            indices[stage].ravel()[priority_order(activity, order)[coded:]] = UNCODED
+            self._partial_psnr[key] = psnr(self.rgb, render(self.weights, indices, *self.rgb.shape[:2]))
+        return self._partial_psnr[key]
+
+    def _check_partial(self, quality: int, coded: int, order: int) -> None:
         if quality not in self.levels or quality < 2:
             raise ValueError(f"a part-way stage needs quality in 2..{self.levels.stop - 1}, got {quality}")
         if not 0 <= coded <= self.cells:
             raise ValueError(f"coded cells must be in 0..{self.cells}, got {coded}")
-        if coded == self.cells:
-            return self.file(quality)
-        key = (quality, coded)
-        if key not in self._partial:
-            stage = quality - 1
-            last = self.weights.entropy.encode_plane(self._indices[stage], stage, self._indices[:stage], coded)
-            self._partial[key] = pack(replace(self._header, quality=quality, coded_cells=coded),
-                                      self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
-        return self._partial[key]
+        if order not in CELL_ORDERS:
+            raise ValueError(f"cell order must be one of {CELL_ORDERS}, got {order!r}")
 
     def file(self, quality: int) -> bytes:
         """The complete ``.vqz`` file at ``quality``: the first ``quality`` payloads, repacked."""
@@ -158,9 +194,10 @@ def budget_for_bpp(target_bpp: float, pixels: int) -> int:
     return math.floor(target_bpp * pixels / 8 + 1e-9)
 
 
-def choose_for_size(ladder: QualityLadder, target_bytes: int) -> RateChoice:
-    """The largest file of at most ``target_bytes`` bytes: the highest whole level that fits, then
-    as many cells of the next stage as fit; quality 1 (``met`` False) if nothing fits."""
+def choose_for_size(ladder: QualityLadder, target_bytes: int, orders: tuple[int, ...] = CELL_ORDERS) -> RateChoice:
+    """The best file of at most ``target_bytes`` bytes: the highest whole level that fits, then
+    as many cells of the next stage as fit, in whichever of ``orders`` (by default every cell
+    order) gives the higher PSNR; quality 1 (``met`` False) if nothing fits."""
     if isinstance(target_bytes, bool) or not isinstance(target_bytes, int) or target_bytes < 1:
         raise ValueError(f"target size must be a positive whole number of bytes, got {target_bytes!r}")
     fitting = [q for q in ladder.levels if len(ladder.file(q)) <= target_bytes]
@@ -169,34 +206,48 @@ def choose_for_size(ladder: QualityLadder, target_bytes: int) -> RateChoice:
     quality = max(fitting)
     if quality == ladder.levels[-1] or not ladder.partway:
         return _whole(ladder, quality)
-    # Largest n whose part-way file fits: n = 0 stands for the whole level `quality` (it fits),
-    # n = cells is the whole next level (it does not); the size grows with n (not strictly
-    # everywhere, so every candidate is measured and the one returned always fits).
+    # Per cell order, as many cells as fit; then the better image of the two (a tie keeps the
+    # first order, descending, so such files are what earlier encoders wrote).
+    candidates = [(order, coded) for order in orders
+                  if (coded := _most_cells(ladder, quality + 1, target_bytes, order))]
+    if not candidates:
+        return _whole(ladder, quality)
+    order, coded = candidates[0]
+    if len(candidates) > 1:
+        order, coded = max(candidates, key=lambda c: (ladder.partial_psnr(quality + 1, c[1], c[0]), -c[0]))
+    data = ladder.partial_file(quality + 1, coded, order)
+    return RateChoice(data, quality + 1, 8 * len(data) / ladder.pixels, None, True, coded, ladder.cells, order)
+
+
+def _most_cells(ladder: QualityLadder, quality: int, target_bytes: int, order: int) -> int:
+    """The largest n whose part-way file (n cells of stage ``quality - 1`` in ``order``) fits.
+
+    n = 0 stands for the whole level ``quality - 1`` (it fits), n = cells is the whole level
+    ``quality`` (it does not); the size grows with n (not strictly everywhere, so every candidate
+    is measured and the one returned always fits).
+    """
     low, high = 0, ladder.cells
     while high - low > 1:
         middle = (low + high) // 2
-        if len(ladder.partial_file(quality + 1, middle)) <= target_bytes:
+        if len(ladder.partial_file(quality, middle, order)) <= target_bytes:
             low = middle
         else:
             high = middle
-    if low == 0:
-        return _whole(ladder, quality)
-    data = ladder.partial_file(quality + 1, low)
-    return RateChoice(data, quality + 1, 8 * len(data) / ladder.pixels, None, True, low, ladder.cells)
+    return low
 
 
 def _whole(ladder: QualityLadder, quality: int, met: bool = True) -> RateChoice:
     return RateChoice(ladder.file(quality), quality, ladder.bpp(quality), None, met)
 
 
-def choose_for_bpp(ladder: QualityLadder, target_bpp: float) -> RateChoice:
-    """The largest file of at most ``target_bpp`` bits per pixel (:func:`choose_for_size`)."""
+def choose_for_bpp(ladder: QualityLadder, target_bpp: float, orders: tuple[int, ...] = CELL_ORDERS) -> RateChoice:
+    """The best file of at most ``target_bpp`` bits per pixel (:func:`choose_for_size`)."""
     if not target_bpp > 0:
         raise ValueError(f"target_bpp must be positive, got {target_bpp}")
     budget = budget_for_bpp(target_bpp, ladder.pixels)
     if budget < 1:
         return _whole(ladder, ladder.levels[0], met=False)
-    return choose_for_size(ladder, budget)
+    return choose_for_size(ladder, budget, orders)
 
 
 def choose_for_psnr(ladder: QualityLadder, target_psnr: float) -> RateChoice:

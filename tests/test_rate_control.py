@@ -207,22 +207,93 @@ def test_the_coded_cells_keep_their_indices_and_the_others_are_left_uncoded(mode
     assert (last[order[coded:]] == UNCODED).all()
 
 
-@pytest.mark.parametrize("name", ["kodim05", "kodim23"])
-def test_part_way_rate_distortion_is_no_worse_than_the_line_between_levels(model, kodak_dir, name):
-    # Largest expected residual first: the first cells coded buy the most PSNR per byte, so the
-    # curve through part-way files lies above the straight line between whole levels.
+def _kodak_crop(kodak_dir, name: str, top: int, left: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(kodak_dir / f"{name}.png") as image:
-        rgb = np.asarray(image.convert("RGB"))[128:256, 256:448]
+        return np.ascontiguousarray(np.asarray(image.convert("RGB"))[top : top + 128, left : left + 192])
+
+
+@pytest.mark.parametrize("name", ["kodim05", "kodim23"])
+def test_part_way_rate_distortion_is_no_worse_than_the_line_between_levels(model, kodak_dir, name):
+    # The file the rate controller chooses for a budget (the descending order's size at 25, 50 and
+    # 75% of the cells), in whichever order it picked, lies above the straight line between whole
+    # levels and is at least as good as the descending order alone.
+    rgb = _kodak_crop(kodak_dir, name, 128, 256)
     ladder = QualityLadder(model, rgb)
     for level in (2, 4):
         s0, s1 = len(ladder.file(level - 1)), len(ladder.file(level))
         p0, p1 = ladder.psnr(level - 1), ladder.psnr(level)
         for fraction in (0.25, 0.5, 0.75):
-            data = ladder.partial_file(level, int(fraction * ladder.cells))
-            line = p0 + (len(data) - s0) / (s1 - s0) * (p1 - p0)
-            assert psnr(rgb, decode_bytes(model, data)) >= line, (level, fraction)
+            descending = ladder.partial_file(level, int(fraction * ladder.cells))
+            choice = choose_for_size(ladder, len(descending))
+            assert choice.quality == level and choice.coded_cells
+            line = p0 + (len(choice.data) - s0) / (s1 - s0) * (p1 - p0)
+            chosen = psnr(rgb, decode_bytes(model, choice.data))
+            assert chosen == ladder.partial_psnr(level, choice.coded_cells, choice.cell_order)
+            assert chosen >= line, (level, fraction, choice.cell_order)
+            assert chosen >= psnr(rgb, decode_bytes(model, descending)), (level, fraction)
+
+
+@pytest.fixture
+def smooth_crop_ladder(model, kodak_dir) -> QualityLadder:
+    # A smooth corner of kodim02 where, at stage 1, the cells with the least activity buy more PSNR
+    # per byte than those with the most: the ascending order wins there.
+    return QualityLadder(model, _kodak_crop(kodak_dir, "kodim02", 384, 576))
+
+
+def test_the_rate_controller_picks_the_order_whose_image_is_better(model, smooth_crop_ladder):
+    from vqz.codec.stage_context import ORDER_ASCENDING, ORDER_DESCENDING
+
+    ladder = smooth_crop_ladder
+    for fraction in (0.25, 0.5):
+        budget = len(ladder.partial_file(2, int(fraction * ladder.cells)))
+        choice = choose_for_size(ladder, budget)
+        alone = {order: choose_for_size(ladder, budget, (order,)) for order in (ORDER_DESCENDING, ORDER_ASCENDING)}
+        decoded = {order: psnr(ladder.rgb, decode_bytes(model, c.data)) for order, c in alone.items()}
+        assert choice.cell_order == ORDER_ASCENDING and choice.data == alone[ORDER_ASCENDING].data
+        assert decoded[ORDER_ASCENDING] > decoded[ORDER_DESCENDING], fraction
+        # Each order gets its own count: the ascending order's cells are cheaper, so more of them fit.
+        assert alone[ORDER_ASCENDING].coded_cells > alone[ORDER_DESCENDING].coded_cells
+        assert len(choice.data) <= budget and unpack(choice.data)[0].cell_order == ORDER_ASCENDING
+        assert vqz.read_info(choice.data).cell_order == "ascending"
+    # Where the descending order is better, it is kept (and so are the files earlier encoders wrote).
+    budget = len(ladder.partial_file(3, ladder.cells // 2))
+    choice = choose_for_size(ladder, budget)
+    assert choice.cell_order == ORDER_DESCENDING and choice.data == choose_for_size(ladder, budget, (0,)).data
+    assert vqz.read_info(choice.data).cell_order == "descending"
+
+
+def test_an_ascending_order_file_round_trips_and_decodes_progressively(model, ladder):
+    from vqz.codec.entropy_model import UNCODED
+    from vqz.codec.pipeline import decode_indices
+    from vqz.codec.stage_context import ORDER_ASCENDING, priority_order
+
+    for quality in (3, ladder.levels[-1]):
+        coded = ladder.cells // 3
+        data = ladder.partial_file(quality, coded, ORDER_ASCENDING)
+        parsed = unpack(data)
+        assert parsed[0].cell_order == ORDER_ASCENDING and parsed[0].coded_cells == coded and data[5] == 0x0C
+        planes = decode_indices(model, *parsed)
+        stage = quality - 1
+        assert np.array_equal(planes[:stage], ladder._indices[:stage])
+        order = priority_order(model.entropy.stages.activity(ladder._indices[:stage], stage), ORDER_ASCENDING)
+        last = planes[stage].ravel()
+        assert np.array_equal(last[order[:coded]], ladder._indices[stage].ravel()[order[:coded]])
+        assert (last[order[coded:]] == UNCODED).all()
+        # Its coded cells are exactly those the descending order leaves uncoded at cells - coded.
+        descending = priority_order(model.entropy.stages.activity(ladder._indices[:stage], stage))
+        assert set(order[:coded]) == set(descending[ladder.cells - coded :])
+        decoded = decode_bytes(model, data)
+        assert psnr(ladder.rgb, decoded) == ladder.partial_psnr(quality, coded, ORDER_ASCENDING)
+        assert not np.array_equal(decoded, decode_bytes(model, ladder.partial_file(quality, coded)))
+        for stages in (1, stage):
+            assert np.array_equal(decode_bytes(model, data, stages), decode_bytes(model, ladder.file(stages)))
+        assert np.array_equal(decode_bytes(model, data, quality), decoded)
+    # No cells: the level below; every cell: the whole level, written without the flags.
+    assert np.array_equal(decode_bytes(model, ladder.partial_file(3, 0, ORDER_ASCENDING)),
+                          decode_bytes(model, ladder.file(2)))
+    assert ladder.partial_file(3, ladder.cells, ORDER_ASCENDING) == ladder.file(3)
 
 
 def test_the_public_api_takes_a_target_size(ladder):
@@ -231,5 +302,6 @@ def test_the_public_api_takes_a_target_size(ladder):
     assert len(data) <= budget and data == choose_for_size(ladder, budget).data
     info = vqz.read_info(data)
     assert info.quality == 3 and info.coded_cells == choose_for_size(ladder, budget).coded_cells
+    assert info.cell_order == ("descending", "ascending")[choose_for_size(ladder, budget).cell_order]
     with pytest.raises(ValueError, match="at most one"):
         vqz.encode(ladder.rgb, target_size=budget, target_bpp=1.0)
