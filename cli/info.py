@@ -40,7 +40,7 @@ def info(
         ("quality", details.quality),
         ("stages", details.stages if details.coded_cells is None else
          f"{details.stages} (the last part-way: {details.coded_cells} of {details.grid_height * details.grid_width}"
-         f" cells, level {details.level:.2f})"),
+         f" cells in {details.cell_order} order, level {details.level:.2f})"),
         ("latent grid", f"{details.grid_height}x{details.grid_width}"),
         ("payload bytes", " + ".join(map(str, details.payload_bytes)) or "0"),
         ("alpha bytes", details.alpha_bytes),

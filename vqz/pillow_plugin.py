@@ -35,6 +35,7 @@ from typing import IO
 from PIL import Image, ImageFile
 
 from vqz.bitstream import MAGIC, unpack_file
+from vqz.bitstream.container import ORDER_NAMES
 from vqz.errors import FormatError, ImageError, VqzError
 
 FORMAT = "VQZ"
@@ -78,6 +79,7 @@ class VqzImageFile(ImageFile.ImageFile):
         self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
         if header.coded_cells is not None:  # the last stage stops part-way
             self.info["coded_cells"] = header.coded_cells
+            self.info["cell_order"] = ORDER_NAMES[header.cell_order]
         from vqz.codec.metadata import Metadata
         from vqz.fileinfo import pillow_info
 
