@@ -13,7 +13,7 @@ runs, inserted / deleted bytes, header fields set to extremes (0, 1, max, sign b
 made consistent with each other at other sizes, stages dropped / duplicated / spliced
 from another file, payloads replaced by random words, the model id or hash changed,
 metadata chunks garbled, the coded-cell count of a part-way last stage set to extremes
-(or the part-way flag set / cleared).
+(or the part-way flag set / cleared, or the ascending-order flag bit 3 toggled).
 
 Two modes per case: as mutated (most are stopped cheaply by the CRC-32), and with the
 CRC recomputed after mutating, so the mutation reaches the field checks, the model
@@ -160,7 +160,8 @@ def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, mod
                metadata: bool = True, partial: bool = True) -> list[Seed]:
     """``count`` real images (Kodak crops, else synthetic) x ``qualities``, encoded; with
     ``metadata``, then each image once more at the middle quality with EXIF, XMP and ICC chunks;
-    with ``partial``, once more with a part-way last stage (a byte budget between qualities 2 and 3)."""
+    with ``partial``, twice more with a part-way last stage (a byte budget between qualities 2 and 3),
+    in the descending and then the ascending cell order (flag bit 3)."""
     import vqz
 
     weights = vqz.load_model() if model is None else model
@@ -173,9 +174,13 @@ def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, mod
         middle = [q for q in qualities if q in levels][len(qualities) // 2]
         seeds += [Seed.parse(vqz.encode(image, quality=middle, model=weights, **chunks)) for image in images]
     if partial and len(levels) >= 3:
+        from vqz.codec.rate_control import QualityLadder, choose_for_size
+        from vqz.codec.stage_context import CELL_ORDERS
+
         for image in images:
-            budget = sum(len(vqz.encode(image, quality=q, model=weights)) for q in (2, 3)) // 2
-            seeds.append(Seed.parse(vqz.encode(image, target_size=budget, model=weights)))
+            ladder = QualityLadder(weights, image)
+            budget = (len(ladder.file(2)) + len(ladder.file(3))) // 2
+            seeds += [Seed.parse(choose_for_size(ladder, budget, (order,)).data) for order in CELL_ORDERS]
     return seeds
 
 
@@ -386,8 +391,11 @@ def metadata_chunks(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_s
 def coded_cells(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_side: int) -> bytes:
     """A part-way stage's coded-cell count set to 0, the grid, one past it, a huge or a
     non-canonical value; or the part-way flag set on a whole file (a count inserted) or
-    cleared on a part-way one (its count removed)."""
+    cleared on a part-way one (its count removed); or the ascending-order flag (bit 3) toggled,
+    alone (refused on a whole file) or with the part-way flag."""
     data = seed.data
+    if rng.random() < 0.15:
+        return _set(data, 5, "<B", data[5] ^ 0x08)
     if seed.coded_cells is None:  # make it part-way: flag bit 2 and a count after the length varints
         cut = seed.varints[-1][0] + seed.varints[-1][1] if seed.varints else seed.header_end
         count = rng.choice((0, 1, rng.randrange(1 << 14)))
