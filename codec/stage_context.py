@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vqz.bitstream.container import ORDER_ASCENDING, ORDER_DESCENDING
+from vqz.bitstream.container import MASK_BLOCK, mask_shape
 
 ACTIVITY_BINS = 8
 PREVIOUS_BINS = 4
@@ -151,26 +151,34 @@ class StageContexts:
         return PrefixLatent(self.context_codebooks, shape)
 
 
-#: Cell orders of a part-way stage (docs/FORMAT.md, "Part-way last stage"); the file says which by flag bit 3:
-#: ``ORDER_DESCENDING`` (0), largest activity first, ties by raster position; ``ORDER_ASCENDING`` (1), the
-#: exact reverse.
-CELL_ORDERS = (ORDER_DESCENDING, ORDER_ASCENDING)
+def priority_order(activity: np.ndarray) -> np.ndarray:
+    """The order in which the cells of a part-way stage without a block mask are coded:
+    (H, W) activity -> (H*W,) raster positions.
 
-
-def priority_order(activity: np.ndarray, order: int = ORDER_DESCENDING) -> np.ndarray:
-    """The order in which the cells of a part-way stage are coded: (H, W) activity -> (H*W,) raster positions.
-
-    ``ORDER_DESCENDING``: largest activity first (where the latent decoded so far varies most, the
-    residual left for this stage is largest), ties by raster position: a stable sort on ``-activity``.
-    ``ORDER_ASCENDING``: that order reversed, element for element (smallest activity first, ties by
-    *descending* raster position), so its first ``m`` cells are exactly the cells the descending order
-    leaves uncoded at ``cells - m``. Integer data the decoder has before the stage, so both sides
-    derive the same order.
+    Largest activity first (where the latent decoded so far varies most, the residual left for
+    this stage is largest), ties by raster position: a stable sort on ``-activity``. Integer
+    data the decoder has before the stage, so both sides derive the same order.
     """
-    if order not in CELL_ORDERS:
-        raise ValueError(f"cell order must be one of {CELL_ORDERS}, got {order!r}")
-    descending = np.argsort(-activity.ravel(), kind="stable")
-    return descending if order == ORDER_DESCENDING else descending[::-1]
+    return np.argsort(-activity.ravel(), kind="stable")
+
+
+def block_of_cells(height: int, width: int) -> np.ndarray:
+    """(H, W) int64: the raster index of the ``MASK_BLOCK`` x ``MASK_BLOCK`` block of each cell of the grid."""
+    _, columns = mask_shape(height, width)
+    rows = np.arange(height) // MASK_BLOCK
+    cols = np.arange(width) // MASK_BLOCK
+    return rows[:, None] * columns + cols[None, :]
+
+
+def pack_mask(selected: np.ndarray) -> bytes:
+    """(blocks,) bool, one per block in raster order -> the packed block mask (bit j = byte j // 8, bit j % 8)."""
+    return np.packbits(np.asarray(selected, dtype=bool), bitorder="little").tobytes()
+
+
+def mask_cells(mask: bytes, height: int, width: int) -> np.ndarray:
+    """Raster positions (ascending) of the cells of the blocks a packed block mask selects."""
+    blocks = np.unpackbits(np.frombuffer(mask, dtype=np.uint8), bitorder="little").astype(bool)
+    return np.flatnonzero(blocks[block_of_cells(height, width)])
 
 
 # ------------------------------------------------------------------ building the tables

@@ -35,7 +35,6 @@ from typing import IO
 from PIL import Image, ImageFile
 
 from vqz.bitstream import MAGIC, unpack_file
-from vqz.bitstream.container import ORDER_NAMES
 from vqz.errors import FormatError, ImageError, VqzError
 
 FORMAT = "VQZ"
@@ -79,7 +78,9 @@ class VqzImageFile(ImageFile.ImageFile):
         self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
         if header.coded_cells is not None:  # the last stage stops part-way
             self.info["coded_cells"] = header.coded_cells
-            self.info["cell_order"] = ORDER_NAMES[header.cell_order]
+            self.info["partway"] = "order" if header.mask is None else "mask"
+            if header.mask is not None:
+                self.info["mask_blocks"] = int.from_bytes(header.mask, "little").bit_count()
         from vqz.codec.metadata import Metadata
         from vqz.fileinfo import pillow_info
 
