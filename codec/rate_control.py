@@ -148,8 +148,9 @@ class QualityLadder:
             stage = quality - 1
             plane, prefix = self._indices[stage], self._indices[:stage]
             if isinstance(coded, bytes):
-                last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=self._mask_cells(coded))
-                header = replace(self._header, quality=quality, coded_cells=self._mask_cells(coded).size, mask=coded)
+                cells = self._mask_cells(coded)
+                last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=cells)
+                header = replace(self._header, quality=quality, coded_cells=int(cells.size), mask=coded)
             else:
                 last = self.weights.entropy.encode_plane(plane, stage, prefix, coded)
                 header = replace(self._header, quality=quality, coded_cells=coded)
@@ -327,9 +328,6 @@ def _best_mask(ladder: QualityLadder, quality: int, target_bytes: int) -> bytes 
     scores = ladder.block_scores(quality)
     ranking = scores.ranking
 
-    def mask_of(selected: np.ndarray) -> bytes:
-        return pack_mask(selected)
-
     def prefix(k: int) -> np.ndarray:
         selected = np.zeros(ranking.size, dtype=bool)
         selected[ranking[:k]] = True
@@ -341,14 +339,14 @@ def _best_mask(ladder: QualityLadder, quality: int, target_bytes: int) -> bytes 
     low, high = 0, ranking.size
     while high - low > 1:
         middle = (low + high) // 2
-        if len(ladder.partial_file(quality, mask_of(prefix(middle)))) <= target_bytes:
+        if len(ladder.partial_file(quality, pack_mask(prefix(middle)))) <= target_bytes:
             low = middle
         else:
             high = middle
     if low == 0:
         return None
     selected = prefix(low)
-    size = len(ladder.partial_file(quality, mask_of(selected)))
+    size = len(ladder.partial_file(quality, pack_mask(selected)))
     tries = 0
     for block in ranking[low:]:
         if tries == FILL_TRIES:
@@ -358,10 +356,10 @@ def _best_mask(ladder: QualityLadder, quality: int, target_bytes: int) -> bytes 
         tries += 1
         trial = selected.copy()
         trial[block] = True
-        trial_size = len(ladder.partial_file(quality, mask_of(trial)))
+        trial_size = len(ladder.partial_file(quality, pack_mask(trial)))
         if trial_size <= target_bytes:
             selected, size = trial, trial_size
-    return mask_of(selected)
+    return pack_mask(selected)
 
 
 def _most_cells(ladder: QualityLadder, quality: int, target_bytes: int) -> int:
