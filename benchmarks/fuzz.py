@@ -13,7 +13,9 @@ runs, inserted / deleted bytes, header fields set to extremes (0, 1, max, sign b
 made consistent with each other at other sizes, stages dropped / duplicated / spliced
 from another file, payloads replaced by random words, the model id or hash changed,
 metadata chunks garbled, the coded-cell count of a part-way last stage set to extremes
-(or the part-way flag set / cleared).
+(or the part-way flag set / cleared, or the block-mask flag bit 3 toggled), a part-way stage's
+block mask garbled (bits flipped with or without the count made to agree, unused bits set,
+bytes removed or added, a mask put on a part-way file in priority order).
 
 Two modes per case: as mutated (most are stopped cheaply by the CRC-32), and with the
 CRC recomputed after mutating, so the mutation reaches the field checks, the model
@@ -66,6 +68,7 @@ class Seed:
     chunk_entries: tuple[tuple[int, int], ...] = ()  # (offset, size) of each chunk's tag + length varint
     chunks: tuple[tuple[int, int], ...] = ()  # (offset, size) of each metadata chunk's data
     coded_cells: tuple[int, int] | None = None  # (offset, size) of the part-way stage's coded-cell count varint
+    mask: tuple[int, int] | None = None  # (offset, size) of the part-way stage's block mask
 
     @classmethod
     def parse(cls, data: bytes) -> Seed:
@@ -88,6 +91,12 @@ class Seed:
         if data[5] & 0x04:
             start, pos = pos, skip_varint(pos)
             coded_cells = (start, pos - start)
+        mask = None
+        if data[5] & 0x08:
+            from vqz.bitstream.container import mask_size
+
+            mask = (pos, mask_size(parsed.header.grid_height, parsed.header.grid_width))
+            pos += mask[1]
         chunk_table, entries = None, []
         if data[5] & 0x02:
             chunk_table, pos = pos, pos + 1
@@ -103,7 +112,7 @@ class Seed:
             chunks.append((pos, size))
             pos += size
         return cls(bytes(data), id_len, tuple(varints), tuple(spans), chunk_table, tuple(entries), tuple(chunks),
-                   coded_cells)
+                   coded_cells, mask)
 
     def fields(self) -> dict[str, tuple[int, str]]:
         """Header field -> (offset, struct format)."""
@@ -160,7 +169,8 @@ def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, mod
                metadata: bool = True, partial: bool = True) -> list[Seed]:
     """``count`` real images (Kodak crops, else synthetic) x ``qualities``, encoded; with
     ``metadata``, then each image once more at the middle quality with EXIF, XMP and ICC chunks;
-    with ``partial``, once more with a part-way last stage (a byte budget between qualities 2 and 3)."""
+    with ``partial``, twice more with a part-way last stage (a byte budget between qualities 2 and 3),
+    its cells in priority order and then a block mask (flag bit 3)."""
     import vqz
 
     weights = vqz.load_model() if model is None else model
@@ -173,9 +183,17 @@ def seed_files(count: int = 2, qualities: Sequence[int] = DEFAULT_QUALITIES, mod
         middle = [q for q in qualities if q in levels][len(qualities) // 2]
         seeds += [Seed.parse(vqz.encode(image, quality=middle, model=weights, **chunks)) for image in images]
     if partial and len(levels) >= 3:
+        from vqz.codec.rate_control import QualityLadder, choose_for_size
+        from vqz.codec.stage_context import pack_mask
+
         for image in images:
-            budget = sum(len(vqz.encode(image, quality=q, model=weights)) for q in (2, 3)) // 2
-            seeds.append(Seed.parse(vqz.encode(image, target_size=budget, model=weights)))
+            ladder = QualityLadder(weights, image)
+            budget = (len(ladder.file(2)) + len(ladder.file(3))) // 2
+            ranking = ladder.block_scores(3).ranking  # a mask of the better half of the blocks
+            selected = np.zeros(ranking.size, dtype=bool)
+            selected[ranking[: (ranking.size + 1) // 2]] = True
+            seeds += [Seed.parse(choose_for_size(ladder, budget, ("order",)).data),
+                      Seed.parse(ladder.partial_file(3, pack_mask(selected)))]
     return seeds
 
 
@@ -207,6 +225,7 @@ def _rebuild(seed: Seed, payloads: Sequence[bytes]) -> bytes:
     head = bytearray(seed.data[: seed.header_end])
     head[seed.fields()["count"][0]] = len(payloads) & 0xFF
     coded = b"" if seed.coded_cells is None else seed.data[seed.coded_cells[0] : sum(seed.coded_cells)]
+    coded += b"" if seed.mask is None else seed.data[seed.mask[0] : sum(seed.mask)]
     body = bytes(head) + b"".join(_varint(len(p)) for p in payloads) + coded + b"".join(payloads)
     return body + seed.data[-_CRC:]
 
@@ -386,8 +405,14 @@ def metadata_chunks(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_s
 def coded_cells(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_side: int) -> bytes:
     """A part-way stage's coded-cell count set to 0, the grid, one past it, a huge or a
     non-canonical value; or the part-way flag set on a whole file (a count inserted) or
-    cleared on a part-way one (its count removed)."""
+    cleared on a part-way one (its count removed); or the block-mask flag (bit 3) toggled,
+    alone (refused on a whole file) or with the part-way flag (the bytes after the count then
+    read as a mask, or a mask read as payload)."""
     data = seed.data
+    if rng.random() < 0.15 and seed.mask is None:
+        return _set(data, 5, "<B", data[5] ^ 0x08)
+    if rng.random() < 0.3 and seed.mask is not None:  # the mask's bytes now read as the first payload's
+        return _set(data, 5, "<B", data[5] & ~0x08)
     if seed.coded_cells is None:  # make it part-way: flag bit 2 and a count after the length varints
         cut = seed.varints[-1][0] + seed.varints[-1][1] if seed.varints else seed.header_end
         count = rng.choice((0, 1, rng.randrange(1 << 14)))
@@ -401,6 +426,49 @@ def coded_cells(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_side:
     raw = rng.choice((_varint(0), _varint(cells), _varint(cells + 1), _varint(max(cells - 1, 0)),
                       _varint(rng.randrange(cells + 1)), b"\xff\xff\xff\xff\x0f", b"\x80\x00", b"\x80\x80\x80\x80\x80"))
     return data[:start] + raw + data[start + size :]
+
+
+def block_mask(rng: random.Random, seed: Seed, seeds: Sequence[Seed], max_side: int) -> bytes:
+    """A part-way stage's block mask garbled: bits flipped (the count left, refused; or made to
+    agree, so the payload is decoded over other cells), the unused high bits of its last byte set,
+    every block or none selected, a byte removed or added; on a part-way file in priority order, a
+    mask that agrees with its count put in (flag bit 3 set)."""
+    from vqz.bitstream.container import mask_blocks, mask_cell_count, mask_size
+
+    data = seed.data
+    f = seed.fields()
+    (grid_h,), (grid_w,) = struct.unpack_from("<H", data, f["grid_height"][0]), struct.unpack_from("<H", data, f["grid_width"][0])
+    blocks, size = mask_blocks(grid_h, grid_w), mask_size(grid_h, grid_w)
+    if seed.coded_cells is None:
+        return coded_cells(rng, seed, seeds, max_side)
+    count_at, count_size = seed.coded_cells
+    if seed.mask is None:  # a random mask with its count: the stage's cells are now others
+        bits = rng.getrandbits(blocks)
+        mask = bits.to_bytes(size, "little")
+        body = _varint(mask_cell_count(mask, grid_h, grid_w)) + mask
+        return _set(data[:count_at] + body + data[count_at + count_size :], 5, "<B", data[5] | 0x08)
+    start, length = seed.mask
+    bits = int.from_bytes(data[start : start + length], "little")
+    choice = rng.randrange(5)
+    if choice == 0:  # bits flipped, the count as it was: refused (mask and count disagree) or an equal count
+        for _ in range(rng.choice((1, 2, 3))):
+            bits ^= 1 << rng.randrange(blocks)
+        return data[:start] + bits.to_bytes(length, "little") + data[start + length :]
+    if choice == 1:  # bits flipped and the count made to agree: the payload is decoded over other cells
+        for _ in range(rng.choice((1, 2, 3))):
+            bits ^= 1 << rng.randrange(blocks)
+        mask = bits.to_bytes(length, "little")
+        body = _varint(mask_cell_count(mask, grid_h, grid_w)) + mask
+        return data[:count_at] + body + data[start + length :]
+    if choice == 2 and blocks % 8:  # bits past the last block
+        return data[:start] + (bits | 1 << (length * 8 - 1)).to_bytes(length, "little") + data[start + length :]
+    if choice == 3:  # every block or none, the count made to agree
+        mask = ((1 << blocks) - 1 if rng.random() < 0.5 else 0).to_bytes(length, "little")
+        body = _varint(mask_cell_count(mask, grid_h, grid_w)) + mask
+        return data[:count_at] + body + data[start + length :]
+    if rng.random() < 0.5:  # a byte removed
+        return data[: start + length - 1] + data[start + length :]
+    return data[: start + length] + bytes([rng.randrange(256)]) + data[start + length :]  # a byte added
 
 
 MUTATORS: dict[str, Mutator] = {
@@ -418,6 +486,7 @@ MUTATORS: dict[str, Mutator] = {
     "model_identity": model_identity,
     "metadata_chunks": metadata_chunks,
     "coded_cells": coded_cells,
+    "block_mask": block_mask,
 }
 
 

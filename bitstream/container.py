@@ -6,7 +6,8 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     version        u8 FORMAT_VERSION
     flags          u8 bit 0: an alpha plane follows the stage payloads;
                       bit 1: metadata chunks follow (EXIF, XMP, ICC profile);
-                      bit 2: the last stage is part-way (a coded-cell count follows); other bits 0
+                      bit 2: the last stage is part-way (a coded-cell count follows);
+                      bit 3: the part-way stage codes the cells of a block mask (only with bit 2); other bits 0
     model_id_len   u8 1..MAX_MODEL_ID
     model_id       model_id_len bytes of printable ASCII
     model_hash     8  first 8 bytes of SHA-256 of the weights file
@@ -20,6 +21,9 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     alpha_len      ULEB128 varint, only when flags bit 0 is set
     coded_cells    ULEB128 varint, only when flags bit 2 is set: the last payload codes only this many
                    cells of its stage, 0..grid_height * grid_width (needs num_payloads >= 2)
+    block_mask     only when flags bit 3 is set: ceil(blocks / 8) bytes, one bit per MASK_BLOCK x MASK_BLOCK
+                   block of the latent grid in raster order of blocks (bit j = byte j // 8, bit j % 8),
+                   unused high bits of the last byte 0; coded_cells = the cells of the selected blocks
     chunk_count    u8 1..3, only when flags bit 1 is set, then per chunk:
       chunk_tag    4 bytes: b"EXIF", b"ICCP" or b"XMP ", strictly ascending (each at most once)
       chunk_len    ULEB128 varint, 1..the tag's cap
@@ -49,7 +53,10 @@ MAX_GRID_SIDE = 0xFFFF
 FLAG_ALPHA = 0x01
 FLAG_METADATA = 0x02
 FLAG_PARTIAL = 0x04
-_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL
+FLAG_MASK = 0x08
+_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL | FLAG_MASK
+#: Side of a block of the part-way block mask, in latent cells (edge blocks are smaller).
+MASK_BLOCK = 4
 #: Metadata chunk tag -> (name of the VqzFile field, largest size in bytes), in the order they are stored.
 #: EXIF: what fits one JPEG APP1 segment after its 6-byte "Exif\0\0" prefix (65533 - 6);
 #: ICC: what fits 255 JPEG APP2 segments (255 * 65519 bytes, rounded down to 16 MB); XMP: 4 MiB.
@@ -68,7 +75,11 @@ class Header:
     ``grid_height``/``grid_width`` are the latent grid (padded image / downsampling);
     each payload codes ``grid_height * grid_width`` indices of one quantizer stage, except
     that with ``coded_cells`` set the last payload codes only that many cells of its stage
-    (a part-way stage, in the order of :mod:`vqz.codec.partial`); ``None``: every stage whole.
+    (a part-way stage); ``None``: every stage whole. Which cells: with ``mask`` ``None``, the
+    first ``coded_cells`` in the order of :func:`vqz.codec.stage_context.priority_order`; else
+    the cells of the blocks ``mask`` selects (flag bit 3): its packed bits, one per
+    ``MASK_BLOCK`` x ``MASK_BLOCK`` block (:func:`mask_size`, :func:`mask_cell_count`), which only a
+    part-way stage can have and whose cells ``coded_cells`` must count.
     """
 
     model_id: str
@@ -80,6 +91,7 @@ class Header:
     grid_width: int
     version: int = FORMAT_VERSION
     coded_cells: int | None = None
+    mask: bytes | None = None
 
     @property
     def cells(self) -> int:
@@ -101,6 +113,58 @@ class Header:
             raise FormatError(f"latent grid {self.grid_height}x{self.grid_width} is outside 1..{MAX_GRID_SIDE}")
         if self.coded_cells is not None and not 0 <= self.coded_cells <= self.cells:
             raise FormatError(f"{self.coded_cells} coded cells in the last stage exceed its grid of {self.cells}")
+        if self.mask is not None:
+            if self.coded_cells is None:
+                raise FormatError("a block mask needs a part-way last stage")
+            expected = mask_size(self.grid_height, self.grid_width)
+            if not isinstance(self.mask, bytes) or len(self.mask) != expected:
+                raise FormatError(f"block mask of the {self.grid_height}x{self.grid_width} grid must be {expected} bytes")
+            used = mask_blocks(self.grid_height, self.grid_width) % 8
+            if used and self.mask[-1] >> used:
+                raise FormatError("block mask has bits set past its last block")
+            selected = mask_cell_count(self.mask, self.grid_height, self.grid_width)
+            if selected != self.coded_cells:
+                raise FormatError(f"block mask selects {selected} cells, the coded cell count is {self.coded_cells}")
+
+
+def mask_shape(grid_height: int, grid_width: int) -> tuple[int, int]:
+    """Blocks of the part-way block mask: (rows, columns) of ``MASK_BLOCK`` x ``MASK_BLOCK`` blocks."""
+    return -(-grid_height // MASK_BLOCK), -(-grid_width // MASK_BLOCK)
+
+
+def mask_blocks(grid_height: int, grid_width: int) -> int:
+    """Number of blocks (bits) of the block mask of a grid."""
+    rows, columns = mask_shape(grid_height, grid_width)
+    return rows * columns
+
+
+def mask_size(grid_height: int, grid_width: int) -> int:
+    """Bytes of the block mask of a grid: ``ceil(blocks / 8)``."""
+    return -(-mask_blocks(grid_height, grid_width) // 8)
+
+
+def mask_cell_count(mask: bytes, grid_height: int, grid_width: int) -> int:
+    """Cells of the blocks a packed block mask selects (pure Python: ``vqz info`` needs no numpy).
+
+    Interior blocks hold ``MASK_BLOCK ** 2`` cells; those of the last block row and column are
+    cut by the grid's edge. ``mask`` must be :func:`mask_size` bytes.
+    """
+    rows, columns = mask_shape(grid_height, grid_width)
+    last_h = grid_height - (rows - 1) * MASK_BLOCK  # cells per block of the last block row, down
+    last_w = grid_width - (columns - 1) * MASK_BLOCK  # ... of the last block column, across
+
+    def bit(j: int) -> int:
+        return (mask[j >> 3] >> (j & 7)) & 1
+
+    total = int.from_bytes(mask, "little").bit_count()
+    corner = bit(rows * columns - 1)
+    last_column = sum(bit(r * columns + columns - 1) for r in range(rows)) - corner
+    first = (rows - 1) * columns  # the last block row: bits first .. first + columns - 1
+    row_bits = int.from_bytes(mask[first >> 3 : ((first + columns - 1) >> 3) + 1], "little") >> (first & 7)
+    last_row = (row_bits & ((1 << columns) - 1)).bit_count() - corner
+    interior = total - last_column - last_row - corner
+    return (interior * MASK_BLOCK * MASK_BLOCK + last_column * MASK_BLOCK * last_w + last_row * last_h * MASK_BLOCK
+            + corner * last_h * last_w)
 
 
 def _write_varint(value: int) -> bytes:
@@ -179,7 +243,8 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, e
     if header.coded_cells is not None and len(payloads) < 2:
         raise FormatError("a part-way last stage needs at least 2 payloads (stage 0 is always whole)")
     flags = ((FLAG_ALPHA if alpha is not None else 0) | (FLAG_METADATA if chunks else 0)
-             | (FLAG_PARTIAL if header.coded_cells is not None else 0))
+             | (FLAG_PARTIAL if header.coded_cells is not None else 0)
+             | (FLAG_MASK if header.mask is not None else 0))
     model_id = header.model_id.encode("ascii")
     parts = [
         MAGIC,
@@ -195,6 +260,8 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, e
         parts.append(_write_varint(len(payload)))
     if header.coded_cells is not None:
         parts.append(_write_varint(header.coded_cells))
+    if header.mask is not None:
+        parts.append(header.mask)
     if chunks:
         parts.append(struct.pack("<B", len(chunks)))
         parts += [tag + _write_varint(len(chunk)) for tag, chunk in chunks]
@@ -242,6 +309,8 @@ def unpack_file(data: bytes) -> VqzFile:
     flags, id_len = reader.unpack("<BB", "flags")
     if flags & ~_KNOWN_FLAGS:
         raise FormatError(f"unknown flags 0x{flags:02x}")
+    if flags & FLAG_MASK and not flags & FLAG_PARTIAL:
+        raise FormatError(f"flags 0x{flags:02x}: bit 3 (block mask) needs bit 2 (part-way last stage)")
     if not 1 <= id_len <= MAX_MODEL_ID:
         raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID}")
     raw_id = reader.take(id_len, "model id")
@@ -263,8 +332,11 @@ def unpack_file(data: bytes) -> VqzFile:
         if count < 2:
             raise FormatError(f"a part-way last stage needs at least 2 payloads, the file has {count}")
         coded_cells = reader.varint("coded cell count")
-    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version, coded_cells)
-    header.validate()  # the coded cell count against the grid
+    mask = None
+    if flags & FLAG_MASK:  # its size follows from the grid; take() checks it lies within the file
+        mask = reader.take(mask_size(grid_h, grid_w), "block mask")
+    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version, coded_cells, mask)
+    header.validate()  # the coded cell count against the grid, and against the block mask
     tags: list[bytes] = []
     if flags & FLAG_METADATA:
         (chunk_count,) = reader.unpack("<B", "metadata chunk count")

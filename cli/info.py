@@ -40,7 +40,7 @@ def info(
         ("quality", details.quality),
         ("stages", details.stages if details.coded_cells is None else
          f"{details.stages} (the last part-way: {details.coded_cells} of {details.grid_height * details.grid_width}"
-         f" cells, level {details.level:.2f})"),
+         f" cells, {_partway(details)}, level {details.level:.2f})"),
         ("latent grid", f"{details.grid_height}x{details.grid_width}"),
         ("payload bytes", " + ".join(map(str, details.payload_bytes)) or "0"),
         ("alpha bytes", details.alpha_bytes),
@@ -54,3 +54,10 @@ def info(
         rows += [("camera", camera or "-"), ("date", details.date or "-"), ("GPS", "yes" if details.gps else "no")]
     for name, value in rows:
         typer.echo(f"{name:>15}: {value}")
+
+
+def _partway(details) -> str:
+    """How a part-way last stage picks its cells, for the `stages` row."""
+    if details.partway == "mask":
+        return f"block mask of {details.mask_blocks} of {details.grid_blocks} blocks"
+    return "in priority order"

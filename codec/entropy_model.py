@@ -117,30 +117,40 @@ class EntropyModel:
         return True
 
     def _context_groups(self, prefix: np.ndarray, stage: int, coded: int | None = None,
-                        activity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        activity: np.ndarray | None = None,
+                        cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cells grouped by context: (raster positions sorted by context (stable), start of each group + end).
 
         ``coded``: only the first ``coded`` cells in :func:`~vqz.codec.stage_context.priority_order`
-        (a part-way stage), still grouped by context, each group in raster order. ``activity``: the
-        stage's activity if the caller has it already (it must equal ``stages.activity(prefix, stage)``).
+        (a part-way stage), still grouped by context, each group in raster order. ``cells``: instead,
+        exactly these raster positions (ascending, distinct: a block mask's,
+        :func:`~vqz.codec.stage_context.mask_cells`). ``activity``: the stage's activity if the caller
+        has it already (it must equal ``stages.activity(prefix, stage)``).
         """
         assert self.stages is not None
         if activity is None:
             activity = self.stages.activity(prefix, stage)
         contexts = self.stages.contexts(prefix, stage, activity).ravel()
-        if coded is None:
+        if cells is not None:
+            positions = np.asarray(cells, dtype=np.int64)
+            if positions.size and (positions[0] < 0 or positions[-1] >= contexts.size
+                                   or (np.diff(positions) <= 0).any()):
+                raise FormatError("coded cells must be distinct raster positions of the grid, ascending")
+        elif coded is None:
             positions = np.arange(contexts.size)
         else:
             if not 0 <= coded <= contexts.size:
                 raise FormatError(f"{coded} coded cells exceed the stage's {contexts.size}")
             positions = np.sort(priority_order(activity)[:coded])
         contexts = contexts[positions]
-        order = positions[np.argsort(contexts, kind="stable")]
+        grouped = positions[np.argsort(contexts, kind="stable")]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(contexts, minlength=NUM_CONTEXTS))])
-        return order, bounds
+        return grouped, bounds
 
-    def _check_partial(self, stage: int, coded: int | None) -> None:
-        if coded is not None and (stage == 0 or self.stages is None):
+    def _check_partial(self, stage: int, coded: int | None, cells: np.ndarray | None) -> None:
+        if coded is not None and cells is not None:
+            raise ValueError("give a part-way stage's cell count or its cells, not both")
+        if (coded is not None or cells is not None) and (stage == 0 or self.stages is None):
             raise FormatError("only a stage s >= 1 coded under stage context tables can stop part-way"
                               if stage else "stage 0 cannot stop part-way")
 
@@ -159,20 +169,22 @@ class EntropyModel:
 
     # -------------------------------------------------------------- coding
     def encode_plane(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None,
-                     coded: int | None = None, activity: np.ndarray | None = None) -> bytes:
+                     coded: int | None = None, activity: np.ndarray | None = None,
+                     cells: np.ndarray | None = None) -> bytes:
         """(gh, gw) int indices of one stage -> payload bytes.
 
         ``prefix``: (stage, gh, gw) indices of the stages before it; needed for ``stage >= 1``
         when the model has stage context tables. ``coded``: code only the first ``coded`` cells
-        in priority order (a part-way stage; ``None``: all of them). ``activity``: the (gh, gw)
+        in priority order (a part-way stage; ``None``: all of them); ``cells``: instead, exactly
+        these ascending raster positions (a part-way stage with a block mask). ``activity``: the (gh, gw)
         activity of ``prefix`` if already known (:class:`~vqz.codec.stage_context.PrefixLatent`);
         it must equal ``stages.activity(prefix, stage)``, which is computed otherwise.
         """
-        self._check_partial(stage, coded)
+        self._check_partial(stage, coded, cells)
         coder = constriction.stream.stack.AnsCoder()
         if self._uses_contexts(stage, prefix):
-            order, bounds = self._context_groups(prefix, stage, coded, activity)
-            symbols = np.ascontiguousarray(plane.ravel()[order], dtype=np.int32)
+            grouped, bounds = self._context_groups(prefix, stage, coded, activity, cells)
+            symbols = np.ascontiguousarray(plane.ravel()[grouped], dtype=np.int32)
             models = self._stage_models[stage]
             for context in reversed(range(NUM_CONTEXTS)):  # reversed: the decoder reads groups forwards
                 if bounds[context + 1] > bounds[context]:
@@ -193,10 +205,11 @@ class EntropyModel:
         return coder.get_compressed().astype(_WORD).tobytes()
 
     def decode_plane(self, data: bytes, stage: int, height: int, width: int, prefix: np.ndarray | None = None,
-                     coded: int | None = None, activity: np.ndarray | None = None) -> np.ndarray:
-        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix``, ``coded``, ``activity`` as in
-        encode_plane); a cell a part-way stage leaves uncoded holds ``UNCODED``."""
-        self._check_partial(stage, coded)
+                     coded: int | None = None, activity: np.ndarray | None = None,
+                     cells: np.ndarray | None = None) -> np.ndarray:
+        """Payload bytes -> (height, width) int64 indices of stage ``stage`` (``prefix``, ``coded``, ``activity``,
+        ``cells`` as in encode_plane); a cell a part-way stage leaves uncoded holds ``UNCODED``."""
+        self._check_partial(stage, coded, cells)
         if len(data) % _WORD.itemsize:
             raise FormatError("payload length is not a multiple of 4 bytes")
         words = np.frombuffer(data, dtype=_WORD).astype(np.uint32)
@@ -207,16 +220,16 @@ class EntropyModel:
         try:
             coder = constriction.stream.stack.AnsCoder(words)
             if contextual:
-                order, bounds = self._context_groups(prefix, stage, coded, activity)
+                grouped, bounds = self._context_groups(prefix, stage, coded, activity, cells)
                 models = self._stage_models[stage]
-                values = np.zeros(order.size, dtype=np.int64)
-                if coded is not None:
+                values = np.zeros(grouped.size, dtype=np.int64)
+                if coded is not None or cells is not None:
                     plane[:] = UNCODED
                 for context in range(NUM_CONTEXTS):
                     if bounds[context + 1] > bounds[context]:
                         values[bounds[context] : bounds[context + 1]] = coder.decode(
                             models[context], int(bounds[context + 1] - bounds[context]))
-                plane.ravel()[order] = values
+                plane.ravel()[grouped] = values
             elif stage > 0 or not self.spatial:
                 plane[:] = np.asarray(coder.decode(self._marginal_model(stage), height * width)).reshape(height, width)
             else:
@@ -244,6 +257,17 @@ class EntropyModel:
         if leftover:
             raise FormatError("payload has data left over after the last symbol")
         return plane
+
+    def cell_bits(self, plane: np.ndarray, stage: int, prefix: np.ndarray,
+                  activity: np.ndarray | None = None) -> np.ndarray:
+        """(gh, gw) float64: each index's code length under its context, ``-log2 p(index | context)``
+        (a stage ``s >= 1`` under stage context tables; ``activity`` as in encode_plane). The contexts
+        depend on the stages before only, so a cell costs the same whichever cells of the stage are coded."""
+        if not self._uses_contexts(stage, prefix):
+            raise ValueError("per-cell code lengths need a stage s >= 1 under stage context tables")
+        assert self.stages is not None
+        contexts = self.stages.contexts(prefix, stage, activity)
+        return -np.log2(self._stage_probabilities[stage][contexts, plane])
 
     def estimate_bits(self, plane: np.ndarray, stage: int, prefix: np.ndarray | None = None,
                       activity: np.ndarray | None = None) -> float:

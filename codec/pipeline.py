@@ -28,15 +28,15 @@ import numpy as np
 from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS
 from vqz.codec.padding import compute_padding, pad_rgb
-from vqz.codec.stage_context import PrefixLatent
+from vqz.codec.stage_context import PrefixLatent, mask_cells
 from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
 from vqz.codec.vq import dequantize, quantize
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
 
 __all__ = ["CODING_THREADS", "DEFAULT_MAX_DECODE_PIXELS", "EncodeStats", "decode_bytes", "decode_image",
-           "decode_indices", "encode_array", "encode_array_indices", "encode_indices", "grid_shape", "quality_range",
-           "synthesize"]
+           "decode_indices", "encode_array", "encode_array_indices", "encode_indices", "encode_latent", "grid_shape",
+           "quality_range", "render", "synthesize"]
 
 #: Largest image the decoder builds unless told otherwise (the container allows 2^31).
 DEFAULT_MAX_DECODE_PIXELS = 1 << 28
@@ -61,13 +61,17 @@ class EncodeStats:
     fixed_length_bits: list[float]
 
 
-def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: pad, analysis (tiled when
-    large), greedy residual VQ."""
+def encode_latent(weights: LoadedWeights, rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> the (grid_h, grid_w, M) float32 latent: pad, analysis (tiled when large)."""
     config = weights.config
     latent = analysis(weights.analysis, pad_rgb(rgb, config.downsampling), config.downsampling, config.latent_dim,
                       margin=tile_margin(config))
-    return quantize(latent[0].transpose(1, 2, 0), weights.codebooks, num_stages)
+    return np.ascontiguousarray(latent[0].transpose(1, 2, 0))
+
+
+def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: :func:`encode_latent`, greedy residual VQ."""
+    return quantize(encode_latent(weights, rgb), weights.codebooks, num_stages)
 
 
 def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
@@ -76,17 +80,26 @@ def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
     return synthesis_uint8(weights.synthesis, latent, weights.config.downsampling, margin=tile_margin(weights.config))
 
 
+def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(S', grid_h, grid_w) indices (``UNCODED`` where a part-way stage codes nothing) -> the
+    (height, width, 3) uint8 image: :func:`synthesize`, the padding cropped off. What the decoder
+    shows for those indices (the encoder uses it to compare candidate files without decoding them)."""
+    padded = synthesize(weights, indices)  # (H', W', 3)
+    (left, _, top, _), _ = compute_padding(height, width, min_div=weights.config.downsampling)
+    return np.ascontiguousarray(padded[top : top + height, left : left + width])
+
+
 def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
                  alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats]:
     """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics."""
-    data, stats, _ = encode_array_indices(weights, rgb, quality, alpha)
+    data, stats, _, _ = encode_array_indices(weights, rgb, quality, alpha)
     return data, stats
 
 
 def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                         alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats, np.ndarray]:
-    """:func:`encode_array`, and the (quality, grid_h, grid_w) indices it coded (rate control codes
-    part-way stages from them)."""
+                         alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray]:
+    """:func:`encode_array`, the (quality, grid_h, grid_w) indices it coded and the (grid_h, grid_w, M)
+    float32 latent they quantize (rate control codes part-way stages from them)."""
     levels = quality_range(weights)
     if quality not in levels:
         raise ImageError(f"quality must be in {levels.start}..{levels.stop - 1}, got {quality}")
@@ -95,7 +108,8 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     height, width = rgb.shape[:2]
     if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
-    indices = encode_indices(weights, rgb, quality)  # (q, gh, gw)
+    latent = encode_latent(weights, rgb)
+    indices = quantize(latent, weights.codebooks, quality)  # (q, gh, gw)
     payloads, estimated = [], []
     for s, activity in enumerate(stage_activities(weights, indices)):
         payloads.append(weights.entropy.encode_plane(indices[s], s, indices[:s], activity=activity))
@@ -105,14 +119,15 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     fixed = [indices[0].size * math.log2(weights.config.codebook_size)] * quality
     alpha_payload = None if alpha is None else encode_alpha(np.ascontiguousarray(alpha))
     stats = EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
-    return pack(header, payloads, alpha_payload), stats, indices
+    return pack(header, payloads, alpha_payload), stats, indices, latent
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
     """Entropy-decode the first ``stages`` payloads -> (stages, grid_h, grid_w) int64.
 
-    When the last payload is decoded and the header says it is part-way (``coded_cells``),
-    the cells it does not code hold ``UNCODED`` (-1): they add no code vector.
+    When the last payload is decoded and the header says it is part-way (``coded_cells`` in priority
+    order, or the cells of its block ``mask``), the cells it does not code hold ``UNCODED`` (-1): they
+    add no code vector.
     """
     config = weights.config
     if len(payloads) > config.num_stages:
@@ -125,10 +140,14 @@ def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes]
     planes = np.zeros((use, header.grid_height, header.grid_width), dtype=np.int64)
     latent = running_latent(weights, planes.shape[1:])
     for s in range(use):  # stage s is coded given stages 0..s-1
-        coded = header.coded_cells if s == len(payloads) - 1 else None
+        last = s == len(payloads) - 1
+        coded = header.coded_cells if last and header.mask is None else None
+        cells = None
+        if last and header.mask is not None:
+            cells = mask_cells(header.mask, header.grid_height, header.grid_width)
         activity = latent.activity() if latent is not None and s else None
         planes[s] = weights.entropy.decode_plane(payloads[s], s, header.grid_height, header.grid_width, planes[:s],
-                                                 coded, activity)
+                                                 coded, activity, cells=cells)
         if latent is not None and s + 1 < use:
             latent.add(planes[s])
     return planes
@@ -169,9 +188,6 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
     if header.model_id != weights.model_id or header.model_hash != weights.weights_hash:
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
-    padded = synthesize(weights, indices)  # (H', W', 3)
-    pad, _ = compute_padding(header.height, header.width, min_div=weights.config.downsampling)
-    left, _, top, _ = pad
-    rgb = np.ascontiguousarray(padded[top : top + header.height, left : left + header.width])
+    rgb = render(weights, indices, header.height, header.width)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
     return rgb, alpha

@@ -10,11 +10,20 @@ byte-identical to a direct encode at that quality.
 
 * ``--target-size B`` (like cwebp's ``-size``, avifenc's ``--target-size``): the largest file of
   at most ``B`` bytes, metadata included. Whole levels are too coarse (one more stage can
-  double the file), so the stage after the highest whole level that fits stops part-way: its
-  first ``n`` cells in the order the decoder derives from the stages before it
-  (:func:`vqz.codec.stage_context.priority_order`), ``n`` the largest count whose file fits, by
-  a binary search on ``n`` over exact sizes (each candidate is packed and measured, so the
-  result never exceeds the budget). Quality 1 if even that is too large (``met`` is then False).
+  double the file), so the stage after the highest whole level that fits stops part-way, coding
+  the cells of a **block mask** the encoder chooses (docs/FORMAT.md, "Part-way last stage"): per
+  cell, the latent-domain gain of coding it, ``||r||^2 - ||r - c||^2`` (``r`` the residual entering
+  the stage, ``c`` its code vector), and its cost under its context, ``-log2 p``; blocks of
+  ``MASK_BLOCK`` x ``MASK_BLOCK`` cells ranked by gain per bit; the longest prefix of that ranking
+  whose file fits (a binary search over exact sizes: each candidate is packed and measured, so the
+  result never exceeds the budget), then further blocks in ranking order while they still fit.
+  The mask costs ``ceil(blocks / 8)`` bytes; where not even one block fits (a budget within a few
+  bytes of a whole level), the first ``n`` cells in the order the decoder derives from the stages
+  before (:func:`vqz.codec.stage_context.priority_order`, no mask) are coded instead, ``n`` the
+  largest count that fits. No synthesis: on Kodak the mask is above the chord between whole levels
+  everywhere, and choosing between it and the priority order by decoded PSNR would gain 0.007 dB
+  on average for one synthesis per candidate (benchmarks/results/target_size/kodak.md).
+  Quality 1 if even that is too large (``met`` is then False).
 * ``--target-bpp X``: the same, for a budget of ``floor(X * width * height / 8)`` bytes.
 * ``--target-psnr Y`` (like cwebp's ``-psnr``): the smallest file whose decoded image reaches
   ``Y`` dB PSNR (RGB, 8 bits); a binary search over the levels, so about
@@ -37,7 +46,7 @@ from vqz.codec.metadata import Metadata, attach
 if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
 
-__all__ = ["QualityLadder", "RateChoice", "budget_for_bpp", "choose_for_bpp", "choose_for_psnr", "choose_for_size",
+__all__ = ["PARTWAY_KINDS", "QualityLadder", "RateChoice", "budget_for_bpp", "choose_for_bpp", "choose_for_psnr", "choose_for_size",
            "encode_for_target", "encode_image", "psnr"]
 
 
@@ -50,6 +59,10 @@ def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(255.0**2 / mse)
 
 
+#: How a part-way stage picks its cells: the first ``n`` in the decoder-derived priority order, or a block mask.
+PARTWAY_KINDS = ("order", "mask")
+
+
 @dataclass(frozen=True)
 class RateChoice:
     """The level rate control settled on.
@@ -57,7 +70,8 @@ class RateChoice:
     ``data`` is the complete ``.vqz`` file (its header's quality field is ``quality``, its
     number of stages); ``bpp`` counts every byte of it; ``psnr`` (dB) is measured only by the
     PSNR search; ``met`` is False when no level met the target and the fallback level was used.
-    ``coded_cells`` (of ``cells`` per stage) is set when the last stage stops part-way.
+    ``coded_cells`` (of ``cells`` per stage) is set when the last stage stops part-way; ``mask``
+    is then its packed block mask, or ``None`` when its cells are the first in priority order.
     """
 
     data: bytes
@@ -67,6 +81,13 @@ class RateChoice:
     met: bool
     coded_cells: int | None = None
     cells: int | None = None
+    mask: bytes | None = None
+
+    @property
+    def selection(self) -> int | bytes | None:
+        """The part-way stage's cells as :meth:`QualityLadder.partial_file` takes them: the block mask, else
+        the count of cells in priority order (``None``: every stage whole)."""
+        return self.mask if self.mask is not None else self.coded_cells
 
     @property
     def level(self) -> float:
@@ -91,13 +112,15 @@ class QualityLadder:
         self.rgb = rgb
         self.levels = quality_range(weights)
         self.metadata = metadata or Metadata()
-        full, _, self._indices = encode_array_indices(weights, rgb, self.levels[-1], alpha)
+        full, _, self._indices, self._latent = encode_array_indices(weights, rgb, self.levels[-1], alpha)
         full = attach(full, self.metadata)
         parsed = unpack_file(full)
         self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
         self._files: dict[int, bytes] = {self.levels[-1]: full}
-        self._partial: dict[tuple[int, int], bytes] = {}
+        self._partial: dict[tuple[int, int | bytes], bytes] = {}
         self._psnr: dict[int, float] = {}
+        self._partial_psnr: dict[tuple[int, int | bytes], float] = {}
+        self._blocks: dict[int, BlockScores] = {}
 
     @property
     def pixels(self) -> int:
@@ -113,22 +136,90 @@ class QualityLadder:
         """Whether the model can stop a stage part-way (it codes stages 1.. under context tables)."""
         return self.weights.entropy.stages is not None and len(self.levels) > 1
 
-    def partial_file(self, quality: int, coded: int) -> bytes:
-        """The file with ``quality`` stages, the last of which codes only its first ``coded`` cells
-        (in priority order); ``coded == cells`` is the whole level."""
-        if quality not in self.levels or quality < 2:
-            raise ValueError(f"a part-way stage needs quality in 2..{self.levels.stop - 1}, got {quality}")
-        if not 0 <= coded <= self.cells:
-            raise ValueError(f"coded cells must be in 0..{self.cells}, got {coded}")
+    def partial_file(self, quality: int, coded: int | bytes) -> bytes:
+        """The file with ``quality`` stages, the last of which codes only some of its cells: an int
+        ``coded``, the first ``coded`` in priority order (``coded == cells`` is the whole level); bytes,
+        the cells of the blocks of that packed block mask (flag bit 3)."""
+        self._check_partial(quality, coded)
         if coded == self.cells:
             return self.file(quality)
         key = (quality, coded)
         if key not in self._partial:
             stage = quality - 1
-            last = self.weights.entropy.encode_plane(self._indices[stage], stage, self._indices[:stage], coded)
-            self._partial[key] = pack(replace(self._header, quality=quality, coded_cells=coded),
-                                      self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
+            plane, prefix = self._indices[stage], self._indices[:stage]
+            if isinstance(coded, bytes):
+                cells = self._mask_cells(coded)
+                last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=cells)
+                header = replace(self._header, quality=quality, coded_cells=int(cells.size), mask=coded)
+            else:
+                last = self.weights.entropy.encode_plane(plane, stage, prefix, coded)
+                header = replace(self._header, quality=quality, coded_cells=coded)
+            self._partial[key] = pack(header, self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
         return self._partial[key]
+
+    def partial_psnr(self, quality: int, coded: int | bytes) -> float:
+        """PSNR (dB) of :meth:`partial_file` decoded, against the original image.
+
+        Rendered from the indices the file codes (the decoder's indices are these, bit for bit),
+        without entropy-decoding the file: one synthesis.
+        """
+        from vqz.codec.pipeline import render
+
+        self._check_partial(quality, coded)
+        if coded == self.cells:
+            return self.psnr(quality)
+        key = (quality, coded)
+        if key not in self._partial_psnr:
+            indices = self.partial_indices(quality, coded)
+            self._partial_psnr[key] = psnr(self.rgb, render(self.weights, indices, *self.rgb.shape[:2]))
+        return self._partial_psnr[key]
+
+    def partial_indices(self, quality: int, coded: int | bytes) -> np.ndarray:
+        """(quality, gh, gw) indices of :meth:`partial_file`, ``UNCODED`` where its last stage codes nothing."""
+        from vqz.codec.entropy_model import UNCODED
+        from vqz.codec.stage_context import priority_order
+
+        self._check_partial(quality, coded)
+        stage = quality - 1
+        indices = self._indices[:quality].copy()
+        last = indices[stage].ravel()
+        keep = np.zeros(self.cells, dtype=bool)
+        if isinstance(coded, bytes):
+            keep[self._mask_cells(coded)] = True
+        else:
+            keep[priority_order(self.weights.entropy.stages.activity(indices[:stage], stage))[:coded]] = True
+        last[~keep] = UNCODED
+        return indices
+
+    def partial_gain(self, quality: int, coded: int | bytes) -> float:
+        """Total latent-domain gain of the cells :meth:`partial_file` codes (the proxy :meth:`block_scores`
+        ranks blocks by; a measured, rejected way to choose between a mask and the priority order)."""
+        scores = self.block_scores(quality)
+        coded_cells = self.partial_indices(quality, coded)[quality - 1].ravel() >= 0
+        return float(scores.cell_gain.ravel()[coded_cells].sum())
+
+    def block_scores(self, quality: int) -> BlockScores:
+        """Per cell and per block of stage ``quality - 1``: latent gain, bits, and the blocks ranked by gain per bit."""
+        if quality not in self._blocks:
+            self._check_partial(quality, 0)
+            self._blocks[quality] = _block_scores(self.weights, self._latent, self._indices[:quality])
+        return self._blocks[quality]
+
+    def _mask_cells(self, mask: bytes) -> np.ndarray:
+        from vqz.codec.stage_context import mask_cells
+
+        return mask_cells(mask, self._header.grid_height, self._header.grid_width)
+
+    def _check_partial(self, quality: int, coded: int | bytes) -> None:
+        if quality not in self.levels or quality < 2:
+            raise ValueError(f"a part-way stage needs quality in 2..{self.levels.stop - 1}, got {quality}")
+        if isinstance(coded, bytes):
+            from vqz.bitstream.container import mask_size
+
+            if len(coded) != mask_size(self._header.grid_height, self._header.grid_width):
+                raise ValueError("block mask does not fit the latent grid")
+        elif not 0 <= coded <= self.cells:
+            raise ValueError(f"coded cells must be in 0..{self.cells}, got {coded}")
 
     def file(self, quality: int) -> bytes:
         """The complete ``.vqz`` file at ``quality``: the first ``quality`` payloads, repacked."""
@@ -158,45 +249,148 @@ def budget_for_bpp(target_bpp: float, pixels: int) -> int:
     return math.floor(target_bpp * pixels / 8 + 1e-9)
 
 
-def choose_for_size(ladder: QualityLadder, target_bytes: int) -> RateChoice:
-    """The largest file of at most ``target_bytes`` bytes: the highest whole level that fits, then
-    as many cells of the next stage as fit; quality 1 (``met`` False) if nothing fits."""
+@dataclass(frozen=True)
+class BlockScores:
+    """What the block mask of one stage is chosen from (:meth:`QualityLadder.block_scores`).
+
+    ``cell_gain``, ``cell_bits``: (gh, gw) float64, the latent gain ``||r||^2 - ||r - c||^2`` of coding
+    each cell and its code length ``-log2 p(index | context)``; ``block_bits``: (blocks,) their sums per
+    block; ``ranking``: the blocks by descending gain per bit (a stable sort: ties by raster order).
+    """
+
+    cell_gain: np.ndarray
+    cell_bits: np.ndarray
+    block_bits: np.ndarray
+    ranking: np.ndarray
+
+
+def _block_scores(weights: LoadedWeights, latent: np.ndarray, indices: np.ndarray) -> BlockScores:
+    """Scores of the last stage of ``indices`` ((s + 1, gh, gw)) for the (gh, gw, M) float latent."""
+    from vqz.bitstream.container import mask_blocks
+    from vqz.codec.stage_context import block_of_cells
+
+    stage = indices.shape[0] - 1
+    codebooks = weights.codebooks
+    residual = latent.reshape(-1, latent.shape[-1]).astype(np.float32)
+    for t in range(stage):  # the residual entering the stage, as the quantizer computed it
+        residual = residual - codebooks[t][indices[t].ravel()]
+    residual = residual.astype(np.float64)
+    code = codebooks[stage][indices[stage].ravel()].astype(np.float64)
+    gain = (2 * np.einsum("pm,pm->p", residual, code) - np.einsum("pm,pm->p", code, code)).reshape(indices.shape[1:])
+    bits = weights.entropy.cell_bits(indices[stage], stage, indices[:stage])
+    block = block_of_cells(*indices.shape[1:]).ravel()
+    count = mask_blocks(*indices.shape[1:])
+    block_gain = np.bincount(block, gain.ravel(), minlength=count)
+    block_bits = np.bincount(block, bits.ravel(), minlength=count)
+    ranking = np.argsort(-(block_gain / block_bits), kind="stable")
+    return BlockScores(gain, bits, block_bits, ranking)
+
+
+def choose_for_size(ladder: QualityLadder, target_bytes: int, kinds: tuple[str, ...] = PARTWAY_KINDS) -> RateChoice:
+    """The best file of at most ``target_bytes`` bytes: the highest whole level that fits, then as
+    many cells of the next stage as fit: those of a block mask (``"mask"`` in ``kinds``), or where
+    no block fits (or ``kinds`` has no ``"mask"``), the first in priority order (``"order"``);
+    quality 1 (``met`` False) if nothing fits."""
     if isinstance(target_bytes, bool) or not isinstance(target_bytes, int) or target_bytes < 1:
         raise ValueError(f"target size must be a positive whole number of bytes, got {target_bytes!r}")
+    if not kinds or set(kinds) - set(PARTWAY_KINDS):
+        raise ValueError(f"kinds must be some of {PARTWAY_KINDS}, got {kinds!r}")
     fitting = [q for q in ladder.levels if len(ladder.file(q)) <= target_bytes]
     if not fitting:
         return _whole(ladder, ladder.levels[0], met=False)
     quality = max(fitting)
     if quality == ladder.levels[-1] or not ladder.partway:
         return _whole(ladder, quality)
-    # Largest n whose part-way file fits: n = 0 stands for the whole level `quality` (it fits),
-    # n = cells is the whole next level (it does not); the size grows with n (not strictly
-    # everywhere, so every candidate is measured and the one returned always fits).
-    low, high = 0, ladder.cells
+    # The mask, whenever a block fits: on Kodak it is above the chord between whole levels at every
+    # point measured, the priority order is not (benchmarks/results/target_size/kodak.md).
+    selection: int | bytes | None = _best_mask(ladder, quality + 1, target_bytes) if "mask" in kinds else None
+    if selection is None and "order" in kinds:
+        selection = _most_cells(ladder, quality + 1, target_bytes) or None
+    if selection is None:
+        return _whole(ladder, quality)
+    data = ladder.partial_file(quality + 1, selection)
+    coded = unpack_file(data).header.coded_cells
+    return RateChoice(data, quality + 1, 8 * len(data) / ladder.pixels, None, True, coded, ladder.cells,
+                      selection if isinstance(selection, bytes) else None)
+
+
+#: Blocks beyond the longest fitting prefix tried one by one to fill what is left of the budget.
+FILL_TRIES = 8
+
+
+def _best_mask(ladder: QualityLadder, quality: int, target_bytes: int) -> bytes | None:
+    """The block mask of stage ``quality - 1`` whose file fits: the longest prefix of the ranking by
+    gain per bit that fits (binary search over exact sizes), then the next blocks of the ranking whose
+    estimated cost fits what is left, each measured (at most ``FILL_TRIES`` tries); ``None`` if no
+    block fits."""
+    from vqz.codec.stage_context import pack_mask
+
+    scores = ladder.block_scores(quality)
+    ranking = scores.ranking
+
+    def prefix(k: int) -> np.ndarray:
+        selected = np.zeros(ranking.size, dtype=bool)
+        selected[ranking[:k]] = True
+        return selected
+
+    # low: 0 blocks (stands for the whole level quality - 1, which fits); high: every block (it does not fit:
+    # larger than the whole level quality). The size grows with k, not strictly everywhere; each candidate
+    # is measured, so the mask returned always fits.
+    low, high = 0, ranking.size
     while high - low > 1:
         middle = (low + high) // 2
-        if len(ladder.partial_file(quality + 1, middle)) <= target_bytes:
+        if len(ladder.partial_file(quality, pack_mask(prefix(middle)))) <= target_bytes:
             low = middle
         else:
             high = middle
     if low == 0:
-        return _whole(ladder, quality)
-    data = ladder.partial_file(quality + 1, low)
-    return RateChoice(data, quality + 1, 8 * len(data) / ladder.pixels, None, True, low, ladder.cells)
+        return None
+    selected = prefix(low)
+    size = len(ladder.partial_file(quality, pack_mask(selected)))
+    tries = 0
+    for block in ranking[low:]:
+        if tries == FILL_TRIES:
+            break
+        if scores.block_bits[block] > 8 * (target_bytes - size) + 32:  # an ANS word of slack at most
+            continue
+        tries += 1
+        trial = selected.copy()
+        trial[block] = True
+        trial_size = len(ladder.partial_file(quality, pack_mask(trial)))
+        if trial_size <= target_bytes:
+            selected, size = trial, trial_size
+    return pack_mask(selected)
+
+
+def _most_cells(ladder: QualityLadder, quality: int, target_bytes: int) -> int:
+    """The largest n whose part-way file (the first n cells of stage ``quality - 1`` in priority order) fits.
+
+    n = 0 stands for the whole level ``quality - 1`` (it fits), n = cells is the whole level
+    ``quality`` (it does not); the size grows with n (not strictly everywhere, so every candidate
+    is measured and the one returned always fits).
+    """
+    low, high = 0, ladder.cells
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(ladder.partial_file(quality, middle)) <= target_bytes:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _whole(ladder: QualityLadder, quality: int, met: bool = True) -> RateChoice:
     return RateChoice(ladder.file(quality), quality, ladder.bpp(quality), None, met)
 
 
-def choose_for_bpp(ladder: QualityLadder, target_bpp: float) -> RateChoice:
-    """The largest file of at most ``target_bpp`` bits per pixel (:func:`choose_for_size`)."""
+def choose_for_bpp(ladder: QualityLadder, target_bpp: float, kinds: tuple[str, ...] = PARTWAY_KINDS) -> RateChoice:
+    """The best file of at most ``target_bpp`` bits per pixel (:func:`choose_for_size`)."""
     if not target_bpp > 0:
         raise ValueError(f"target_bpp must be positive, got {target_bpp}")
     budget = budget_for_bpp(target_bpp, ladder.pixels)
     if budget < 1:
         return _whole(ladder, ladder.levels[0], met=False)
-    return choose_for_size(ladder, budget)
+    return choose_for_size(ladder, budget, kinds)
 
 
 def choose_for_psnr(ladder: QualityLadder, target_psnr: float) -> RateChoice:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vqz.bitstream.container import MASK_BLOCK, mask_shape
+
 ACTIVITY_BINS = 8
 PREVIOUS_BINS = 4
 NUM_CONTEXTS = ACTIVITY_BINS * PREVIOUS_BINS
@@ -150,13 +152,33 @@ class StageContexts:
 
 
 def priority_order(activity: np.ndarray) -> np.ndarray:
-    """The order in which the cells of a part-way stage are coded: (H, W) activity -> (H*W,) raster positions.
+    """The order in which the cells of a part-way stage without a block mask are coded:
+    (H, W) activity -> (H*W,) raster positions.
 
     Largest activity first (where the latent decoded so far varies most, the residual left for
     this stage is largest), ties by raster position: a stable sort on ``-activity``. Integer
     data the decoder has before the stage, so both sides derive the same order.
     """
     return np.argsort(-activity.ravel(), kind="stable")
+
+
+def block_of_cells(height: int, width: int) -> np.ndarray:
+    """(H, W) int64: the raster index of the ``MASK_BLOCK`` x ``MASK_BLOCK`` block of each cell of the grid."""
+    _, columns = mask_shape(height, width)
+    rows = np.arange(height) // MASK_BLOCK
+    cols = np.arange(width) // MASK_BLOCK
+    return rows[:, None] * columns + cols[None, :]
+
+
+def pack_mask(selected: np.ndarray) -> bytes:
+    """(blocks,) bool, one per block in raster order -> the packed block mask (bit j = byte j // 8, bit j % 8)."""
+    return np.packbits(np.asarray(selected, dtype=bool), bitorder="little").tobytes()
+
+
+def mask_cells(mask: bytes, height: int, width: int) -> np.ndarray:
+    """Raster positions (ascending) of the cells of the blocks a packed block mask selects."""
+    blocks = np.unpackbits(np.frombuffer(mask, dtype=np.uint8), bitorder="little").astype(bool)
+    return np.flatnonzero(blocks[block_of_cells(height, width)])
 
 
 # ------------------------------------------------------------------ building the tables

@@ -218,3 +218,123 @@ def test_every_truncation_of_a_part_way_file_is_refused():
     for length in range(len(data)):
         with pytest.raises(FormatError):
             unpack(data[:length])
+
+
+# ------------------------------------------------------------------ the block mask (flag bit 3, with bit 2)
+# The 5x10 grid in blocks of 4x4 cells: 2 rows x 3 columns of blocks, of 16, 16, 8 / 4, 4, 2 cells.
+# Blocks 0, 2 and 5 (bits 0b100101): 16 + 8 + 2 = 26 cells.
+MASKED = Header(**{**PARTIAL.__dict__, "coded_cells": 26, "mask": bytes([0b100101])})
+
+
+def test_the_block_mask_is_flag_bit_3_and_one_bit_per_block_after_the_count():
+    from vqz.bitstream import unpack_file
+
+    data = pack(MASKED, PAYLOADS, alpha=b"alpha", exif=b"II*\x00exif")
+    parsed = unpack_file(data)
+    assert parsed.header == MASKED and parsed.header.mask == bytes([0b100101]) and parsed.header.coded_cells == 26
+    assert parsed.payloads == PAYLOADS and parsed.alpha == b"alpha" and parsed.exif == b"II*\x00exif"
+    assert data[5] == 0x01 | 0x02 | 0x04 | 0x08
+    # The mask's byte follows the coded-cell count; without both (and the flags) the file is the whole-stage file.
+    at = 29 + len(HEADER.model_id) + 1 + 1 + 2 + 1
+    assert data[at] == 26 and data[at + 1] == 0b100101
+    whole = pack(HEADER, PAYLOADS, alpha=b"alpha", exif=b"II*\x00exif")
+    assert bytes([*data[:5], 0x03]) + data[6:at] + data[at + 2 : -4] == whole[:-4]
+
+
+def test_a_part_way_file_without_a_mask_is_unchanged():
+    # What the descending order wrote before block masks existed, byte for byte (flags 0x04, the count).
+    data = pack(PARTIAL, PAYLOADS)
+    assert data[5] == 0x04 and unpack(data)[0].mask is None
+    assert data == _with_valid_crc(_partial_body(b"\x11"))
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (5, 10), (4, 4), (8, 9), (13, 3), (1, 37), (96, 64), (33, 65)])
+def test_the_mask_cell_count_is_the_cells_of_its_blocks(height, width):
+    import numpy as np
+
+    from vqz.bitstream.container import mask_blocks, mask_cell_count, mask_size
+    from vqz.codec.stage_context import mask_cells, pack_mask
+
+    rng = np.random.default_rng(height * 100 + width)
+    blocks = mask_blocks(height, width)
+    for selected in (np.zeros(blocks, bool), np.ones(blocks, bool), rng.random(blocks) < 0.5):
+        mask = pack_mask(selected)
+        assert len(mask) == mask_size(height, width) == -(-blocks // 8)
+        cells = mask_cells(mask, height, width)
+        assert mask_cell_count(mask, height, width) == cells.size
+        grid = np.zeros((height, width), bool)
+        grid.ravel()[cells] = True
+        for j in range(blocks):  # block j covers rows 4*(j // columns) .., columns 4*(j % columns) ..
+            columns = -(-width // 4)
+            r, c = divmod(j, columns)
+            assert (grid[4 * r : 4 * r + 4, 4 * c : 4 * c + 4] == selected[j]).all()
+        header = Header(**{**PARTIAL.__dict__, "grid_height": height, "grid_width": width,
+                           "coded_cells": int(cells.size), "mask": mask})
+        assert unpack(pack(header, PAYLOADS))[0] == header
+
+
+def test_a_mask_that_disagrees_with_the_count_or_the_grid_is_refused():
+    model_id = PARTIAL.model_id.encode()
+
+    def body(count: bytes, mask: bytes) -> bytes:
+        return (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0x0C, len(model_id)) + model_id + PARTIAL.model_hash
+                + struct.pack("<IIBBHH", 77, 33, 3, 3, 5, 10)
+                + b"".join(bytes([len(p)]) if len(p) < 128 else b"\xac\x02" for p in PAYLOADS)
+                + count + mask + b"".join(PAYLOADS))
+
+    assert unpack(_with_valid_crc(body(b"\x1a", b"\x25")))[0] == MASKED  # the hand-built body is right
+    for count in (b"\x19", b"\x1b", b"\x00", b"\x32"):  # 25, 27, 0, 50 cells
+        with pytest.raises(FormatError, match="block mask selects 26 cells"):
+            unpack(_with_valid_crc(body(count, b"\x25")))
+    with pytest.raises(FormatError, match="past its last block"):  # 6 blocks: bits 6 and 7 must be 0
+        unpack(_with_valid_crc(body(b"\x1a", b"\x65")))
+    for mask in (b"", b"\x25\x00"):  # a byte too few or too many: the bytes after it are misplaced
+        with pytest.raises(FormatError):
+            unpack(_with_valid_crc(body(b"\x1a", mask)))
+    with pytest.raises(FormatError, match="block mask selects"):
+        pack(Header(**{**MASKED.__dict__, "coded_cells": 25}), PAYLOADS)
+    with pytest.raises(FormatError, match="must be 1 bytes"):
+        pack(Header(**{**MASKED.__dict__, "mask": b"\x25\x00"}), PAYLOADS)
+    with pytest.raises(FormatError, match="needs a part-way"):
+        pack(Header(**{**HEADER.__dict__, "mask": b"\x25"}), PAYLOADS)
+
+
+def test_a_huge_grid_with_a_short_file_is_refused_before_reading_the_mask():
+    # 65535 x 65535 cells: 268 M blocks, a 33.5 MB mask; the file ends first, nothing is allocated.
+    model_id = PARTIAL.model_id.encode()
+    data = (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0x0C, len(model_id)) + model_id + PARTIAL.model_hash
+            + struct.pack("<IIBBHH", 1 << 20, 1 << 11, 3, 2, 0xFFFF, 0xFFFF) + b"\x00\x00" + b"\x00" + b"\x00" * 64)
+    with pytest.raises(FormatError, match="truncated \\(in block mask\\)"):
+        unpack(_with_valid_crc(data))
+
+
+def test_bit_3_without_bit_2_is_refused():
+    for flags in (0x08, 0x09, 0x0A, 0x0B):
+        data = bytearray(pack(HEADER, PAYLOADS, alpha=b"a" if flags & 1 else None,
+                              exif=b"II*\x00exif" if flags & 2 else None)[:-4])
+        data[5] = flags
+        with pytest.raises(FormatError, match="bit 3"):
+            unpack(_with_valid_crc(bytes(data)))
+
+
+def test_a_reader_that_knows_only_bits_0_to_2_refuses_the_mask(monkeypatch):
+    # What an earlier version-2 reader does with the new flag: refuse it, never decode the wrong cells.
+    from vqz.bitstream import container
+
+    data = pack(MASKED, PAYLOADS)
+    monkeypatch.setattr(container, "_KNOWN_FLAGS", 0x07)
+    with pytest.raises(FormatError, match="unknown flags 0x0c"):
+        unpack(data)
+    assert unpack(pack(PARTIAL, PAYLOADS))[0].coded_cells == 17  # its own part-way files still read
+
+
+def test_every_single_bit_flip_and_truncation_of_a_masked_file_is_detected():
+    data = pack(MASKED, PAYLOADS)
+    for bit in range(len(data) * 8):
+        corrupt = bytearray(data)
+        corrupt[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(FormatError):
+            unpack(bytes(corrupt))
+    for length in range(len(data)):
+        with pytest.raises(FormatError):
+            unpack(data[:length])

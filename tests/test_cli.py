@@ -353,7 +353,13 @@ def test_target_size_fills_the_budget_with_a_part_way_stage(png, tmp_path):
     assert budget - 16 <= len(data) <= budget
     info = json.loads(run("info", tmp_path / "a.vqz", "--json").stdout)
     assert info["quality"] == 3 and 0 < info["coded_cells"] < info["grid_height"] * info["grid_width"]
-    assert "part-way" in run("info", tmp_path / "a.vqz").stdout
+    assert info["partway"] in ("order", "mask")
+    text = run("info", tmp_path / "a.vqz").stdout
+    if info["partway"] == "mask":
+        assert 0 < info["mask_blocks"] < info["grid_blocks"]
+        assert f"block mask of {info['mask_blocks']} of {info['grid_blocks']} blocks" in text
+    else:
+        assert info["mask_blocks"] is None and "in priority order" in text
     # Progressive decode of a part-way file: a prefix of whole stages, or all of it.
     assert run("decode", tmp_path / "a.vqz", "--stages", "2", "-o", tmp_path / "a2.png").exit_code == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a2.png")), vqz.decode_array(vqz.encode(png, quality=2)))

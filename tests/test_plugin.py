@@ -83,6 +83,8 @@ def test_save_takes_a_target_size(tmp_path, picture):
     assert sizes[0] < path.stat().st_size <= sum(sizes) // 2
     with Image.open(path) as image:
         assert image.info["quality"] == 3 and image.info["coded_cells"] > 0
+        assert image.info["partway"] == vqz.read_info(path).partway in ("order", "mask")
+        assert image.info.get("mask_blocks") == vqz.read_info(path).mask_blocks
         image.load()
     with pytest.raises(ValueError, match="at most one"):
         picture.save(tmp_path / "x.vqz", target_size=1000, quality=2)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Union
 
 from vqz.bitstream import unpack_file
+from vqz.bitstream.container import mask_blocks
 from vqz.codec import metadata as _metadata
 from vqz.errors import FormatError
 
@@ -32,7 +33,10 @@ class VqzInfo:
     ``quality`` is the level the file was made at (with rate control: the level chosen);
     ``stages`` is the number of payloads; ``payload_bytes`` their sizes, stage 0 first;
     ``coded_cells`` is set when the last stage stops part-way: it codes that many of its
-    ``grid_height * grid_width`` cells (``None``: every stage is whole);
+    ``grid_height * grid_width`` cells (``None``: every stage is whole), chosen as
+    ``partway`` says: ``"order"``, the first in the order derived from the stages before, or
+    ``"mask"``, the cells of ``mask_blocks`` of the grid's ``grid_blocks`` blocks (docs/FORMAT.md,
+    "Part-way last stage"; all three ``None`` without a part-way stage, the last two without a mask);
     ``header_bytes`` everything else (header fields and CRC). ``metadata_bytes``: the size of
     each metadata chunk (``exif``, ``xmp``, ``icc``); ``camera_make``, ``camera_model``,
     ``date`` (DateTimeOriginal, else DateTime) and ``gps`` (a GPS block is present) come
@@ -59,6 +63,9 @@ class VqzInfo:
     date: str | None = None
     gps: bool = False
     coded_cells: int | None = None
+    partway: str | None = None
+    mask_blocks: int | None = None
+    grid_blocks: int | None = None
 
     @property
     def level(self) -> float:
@@ -123,5 +130,8 @@ def read_info(data: VqzInput) -> VqzInfo:
         bpp=8 * len(raw) / (header.width * header.height),
         metadata_bytes=chunks,
         coded_cells=header.coded_cells,
+        partway=None if header.coded_cells is None else "order" if header.mask is None else "mask",
+        mask_blocks=None if header.mask is None else int.from_bytes(header.mask, "little").bit_count(),
+        grid_blocks=None if header.mask is None else mask_blocks(header.grid_height, header.grid_width),
         **_metadata.exif_summary(parsed.exif),  # type: ignore[arg-type]
     )

@@ -78,6 +78,9 @@ class VqzImageFile(ImageFile.ImageFile):
         self.info.update(quality=header.quality, stages=len(payloads), model_id=header.model_id)
         if header.coded_cells is not None:  # the last stage stops part-way
             self.info["coded_cells"] = header.coded_cells
+            self.info["partway"] = "order" if header.mask is None else "mask"
+            if header.mask is not None:
+                self.info["mask_blocks"] = int.from_bytes(header.mask, "little").bit_count()
         from vqz.codec.metadata import Metadata
         from vqz.fileinfo import pillow_info
 
