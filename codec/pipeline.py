@@ -7,8 +7,10 @@ Invariants shared by encoder and decoder:
 * quality ``q`` codes the first ``q`` residual-VQ stages, one payload per stage, in stage
   order; payload ``s`` codes the ``grid_h * grid_w`` indices of stage ``s`` under the frozen
   integer tables of :mod:`vqz.codec.entropy_model`, selected by the indices of stages
-  ``0..s-1`` only; the quantizer is greedy, so the file
-  at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality;
+  ``0..s-1`` only; the quantizer is greedy (effort 1, the default), so the file
+  at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality
+  (an encoder-side search, effort > 1, picks other indices for its ``q``: a normal file, but
+  not a prefix of the higher qualities' files);
 * the decoder rebuilds the latent from indices alone, so the decoded indices are
   bit-exact on every machine whatever its floating-point behaviour.
 
@@ -59,13 +61,18 @@ class EncodeStats:
     fixed_length_bits: list[float]
 
 
-def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int) -> np.ndarray:
+def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int, effort: int = 1) -> np.ndarray:
     """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: pad, analysis (tiled when
-    large), greedy residual VQ."""
+    large), residual VQ: greedy at ``effort`` 1, a rate-aware beam search above
+    (:mod:`vqz.codec.search`)."""
     config = weights.config
     latent = analysis(weights.analysis, pad_rgb(rgb, config.downsampling), config.downsampling, config.latent_dim,
                       margin=tile_margin(config))
-    return quantize(latent[0].transpose(1, 2, 0), weights.codebooks, num_stages)
+    if effort == 1:
+        return quantize(latent[0].transpose(1, 2, 0), weights.codebooks, num_stages)
+    from vqz.codec.search import search_indices
+
+    return search_indices(weights, np.ascontiguousarray(latent[0].transpose(1, 2, 0)), num_stages, effort)
 
 
 def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
@@ -75,16 +82,22 @@ def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
 
 
 def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                 alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats]:
-    """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics."""
-    data, stats, _ = encode_array_indices(weights, rgb, quality, alpha)
+                 alpha: np.ndarray | None = None, effort: int = 1) -> tuple[bytes, EncodeStats]:
+    """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics.
+
+    ``effort``: 1 (greedy quantizer) .. ``vqz.codec.search.EFFORT_LEVELS[-1]`` (slower encoder-side
+    search for better indices; the decoder and format are unchanged)."""
+    data, stats, _ = encode_array_indices(weights, rgb, quality, alpha, effort)
     return data, stats
 
 
 def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                         alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats, np.ndarray]:
+                         alpha: np.ndarray | None = None, effort: int = 1) -> tuple[bytes, EncodeStats, np.ndarray]:
     """:func:`encode_array`, and the (quality, grid_h, grid_w) indices it coded (rate control codes
     part-way stages from them)."""
+    from vqz.codec.search import check_effort
+
+    effort = check_effort(effort)
     levels = quality_range(weights)
     if quality not in levels:
         raise ImageError(f"quality must be in {levels.start}..{levels.stop - 1}, got {quality}")
@@ -93,7 +106,7 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     height, width = rgb.shape[:2]
     if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
-    indices = encode_indices(weights, rgb, quality)  # (q, gh, gw)
+    indices = encode_indices(weights, rgb, quality, effort)  # (q, gh, gw)
     payloads = [weights.entropy.encode_plane(indices[s], s, indices[:s]) for s in range(quality)]
     estimated = [weights.entropy.estimate_bits(indices[s], s, indices[:s]) for s in range(quality)]
     grid_h, grid_w = indices.shape[1:]

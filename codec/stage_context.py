@@ -54,7 +54,13 @@ def prefix_activity(context_codebooks: np.ndarray, prefix: np.ndarray) -> np.nda
     latent = np.zeros(prefix.shape[1:] + (context_codebooks.shape[2],), dtype=np.int64)
     for stage, plane in enumerate(prefix):
         latent += context_codebooks[stage][plane]
-    activity = np.zeros(prefix.shape[1:], dtype=np.int64)
+    return latent_activity(latent)
+
+
+def latent_activity(latent: np.ndarray) -> np.ndarray:
+    """(H, W, M) int64 fixed-point latent -> (H, W) int64: sum over the 4 neighbours of the squared
+    distance (:func:`prefix_activity` of the prefix that decodes to ``latent``)."""
+    activity = np.zeros(latent.shape[:2], dtype=np.int64)
     for axis in (0, 1):
         diff = np.diff(latent, axis=axis)
         energy = np.einsum("...m,...m->...", diff, diff)  # exact: int64
