@@ -116,7 +116,7 @@ def encode(
                        "pixels are coded in the image's own colour space and its ICC profile is kept.")] = False,
     effort: Annotated[int, typer.Option(
         "--effort", metavar="N",
-        help="Encoder effort with -q: 1 = fast (greedy quantizer), 2-3 = slower search for better indices "
+        help="Encoder effort with -q: 1 = fast (greedy quantizer), 2-4 = slower searches for better indices "
              "(same decoder; see README). Rate control (--target-*) always uses effort 1.")] = 1,
 ) -> None:
     """Compress images to .vqz files (img.png -> img.vqz). EXIF (orientation applied, then set to 1),

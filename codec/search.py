@@ -29,10 +29,10 @@ __all__ = ["DEFAULT_EFFORT", "EFFORT_BEAMS", "EFFORT_LEVELS", "RATE_WEIGHT", "ch
 
 DEFAULT_EFFORT = 1
 #: Beam width of each effort level (1: greedy, no rate term).
-EFFORT_BEAMS = {1: 1, 2: 2, 3: 4}
+EFFORT_BEAMS = {1: 1, 2: 2, 3: 4, 4: 8}
 EFFORT_LEVELS = range(1, max(EFFORT_BEAMS) + 1)
 #: lambda as a multiple of the greedy quantizer's error-rate slope at the last stage coded.
-RATE_WEIGHT = 1.0
+RATE_WEIGHT = 0.5
 
 
 def check_effort(effort: object) -> int:

@@ -109,10 +109,10 @@ def encode(
     ``exif``, ``xmp``, ``icc_profile`` replace the image's own (``b""``: none). Malformed or
     oversized metadata is dropped with a ``UserWarning``.
 
-    ``effort`` (with ``quality``): 1 (default, fast: the greedy quantizer) .. 3, a slower
+    ``effort`` (with ``quality``): 1 (default, fast: the greedy quantizer) .. 4, a slower
     encoder-side search for indices that give a better image per byte; the file is a normal
     ``.vqz`` file (same decoder). Rate control uses effort 1; another effort with a target, or
-    an effort outside 1..3, raises ``ValueError``.
+    an effort outside 1..4, raises ``ValueError``.
     """
     from vqz.codec.search import check_effort
 

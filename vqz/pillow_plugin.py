@@ -15,7 +15,7 @@ a JPEG), ``xmp`` (bytes) and ``icc_profile``.
 
 Saving takes ``quality`` (1 .. the model's number of stages, default
 ``vqz.DEFAULT_QUALITY``) or one of ``target_size`` (bytes) / ``target_bpp`` / ``target_psnr``
-(see :mod:`vqz.codec.rate_control`), ``effort`` (with ``quality``: 1 .. 3, as in
+(see :mod:`vqz.codec.rate_control`), ``effort`` (with ``quality``: 1 .. 4, as in
 :func:`vqz.encode`) and ``model`` (an id or a weights file). Images are
 stored as 8-bit RGB: grayscale, palette and CMYK images are converted; images with alpha
 or more than 8 bits per sample raise ``OSError`` (Pillow's ``cannot write mode``).
