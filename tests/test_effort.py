@@ -56,6 +56,8 @@ def test_default_effort_is_the_greedy_encoder_byte_for_byte(model):
         assert vqz.encode(image, quality=quality) == vqz.encode(image, quality=quality, effort=1)
     latent = latent_of(model, image)
     assert np.array_equal(search_indices(model, latent, 5, 1), quantize(latent, model.codebooks, 5))
+    for effort in EFFORT_LEVELS:  # quality 1 is always greedy
+        assert encode_array(model, image, 1, effort=effort)[0] == encode_array(model, image, 1)[0]
     assert np.array_equal(beam_quantize(latent, model.codebooks, 5, 1), quantize(latent, model.codebooks, 5))
 
 
