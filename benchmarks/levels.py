@@ -1,6 +1,6 @@
 """Per-quality-level table of the vqz model alone, with what the entropy model saves.
 
-    python -m vqz.benchmarks.levels DIR [--out FILE.json] [--model ID]
+    python -m vqz.benchmarks.levels DIR [--out FILE.json] [--model ID] [--effort N] [--levels 1,2,4]
 
 For every quality level, over every image of DIR: mean bpp from the file bytes (header
 included), mean PSNR (8-bit RGB) and MS-SSIM, encode and decode seconds per image
@@ -25,16 +25,17 @@ from vqz.codec.pipeline import decode_bytes, encode_array, quality_range
 from vqz.codec.registry import load_model
 
 
-def measure(folder: Path, model: str | None = None) -> list[dict[str, float]]:
+def measure(folder: Path, model: str | None = None, effort: int = 1,
+            levels: list[int] | None = None) -> list[dict[str, float]]:
     weights = load_model(model)
     images = [(p.name, to_rgb_array(p)) for p in list_images(folder)]
     rows = []
-    for quality in quality_range(weights):
+    for quality in levels or quality_range(weights):
         acc: dict[str, list[float]] = {k: [] for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "header_bytes")}
         written = estimated = fixed = 0.0
         for _, rgb in images:
             start = time.perf_counter()
-            data, stats = encode_array(weights, rgb, quality)
+            data, stats = encode_array(weights, rgb, quality, effort=effort)
             encode_s = time.perf_counter() - start
             start = time.perf_counter()
             decoded = decode_bytes(weights, data)
@@ -70,12 +71,16 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--model")
+    parser.add_argument("--effort", type=int, default=1, help="encoder effort (vqz encode --effort)")
+    parser.add_argument("--levels", help="comma-separated quality levels (default: all)")
     args = parser.parse_args()
-    rows = measure(args.folder, args.model)
+    levels = [int(v) for v in args.levels.split(",")] if args.levels else None
+    rows = measure(args.folder, args.model, args.effort, levels)
     table = to_markdown(rows)
-    print(f"threads: {torch.get_num_threads()}\n\n{table}")
+    print(f"threads: {torch.get_num_threads()}, effort {args.effort}\n\n{table}")
     if args.out:
-        args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+        args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "effort": args.effort, "rows": rows},
+                                       indent=2))
 
 
 if __name__ == "__main__":

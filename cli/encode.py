@@ -39,6 +39,7 @@ class EncodeTask:
     strip: tuple[str, ...] = ()
     srgb: bool = False
     target_size: Optional[int] = None
+    effort: int = 1
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def encode_one(task: EncodeTask) -> EncodeResult:
         metadata = loaded.metadata.stripped(task.strip)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     choice = encode_image(weights, loaded.rgb, loaded.alpha, metadata, quality=task.quality,
-                          target_bpp=task.target_bpp, target_psnr=task.target_psnr, target_size=task.target_size)
+                          target_bpp=task.target_bpp, target_psnr=task.target_psnr, target_size=task.target_size,
+                          effort=task.effort)
     level = choice.level if choice.coded_cells is not None else None
     return EncodeResult(choice.data, choice.quality, choice.bpp, choice.psnr, choice.met, notes, level,
                         len(choice.data))
@@ -112,6 +114,10 @@ def encode(
     srgb: Annotated[bool, typer.Option(
         "--srgb", help="Convert colour-managed images to sRGB first (no profile is stored). By default the "
                        "pixels are coded in the image's own colour space and its ICC profile is kept.")] = False,
+    effort: Annotated[int, typer.Option(
+        "--effort", metavar="N",
+        help="Encoder effort with -q: 1 = fast (greedy quantizer), 2-4 = slower searches for better indices "
+             "(same decoder; see README). Rate control (--target-*) always uses effort 1.")] = 1,
 ) -> None:
     """Compress images to .vqz files (img.png -> img.vqz). EXIF (orientation applied, then set to 1),
     XMP and the ICC profile are kept unless --strip says otherwise.
@@ -122,6 +128,8 @@ def encode(
 
     Example: vqz encode photo.jpg --target-size 20000 -o photo.vqz
 
+    Example: vqz encode photo.png -q 8 --effort 3 -o photo.vqz
+
     Example: cat photo.png | vqz encode - -o - > photo.vqz
     """
     if sum(option is not None for option in (quality, target_bpp, target_psnr, target_size)) > 1:
@@ -129,6 +137,14 @@ def encode(
                                  param_hint="'-q' / '--target-bpp' / '--target-psnr' / '--target-size'")
     if target_size is not None and target_size < 1:
         raise typer.BadParameter(f"{target_size} is not a positive number of bytes", param_hint="'--target-size'")
+    from vqz.codec.search import EFFORT_LEVELS
+
+    if effort not in EFFORT_LEVELS:
+        raise typer.BadParameter(f"{effort} is not a valid effort; choose {EFFORT_LEVELS.start}..{EFFORT_LEVELS.stop - 1}",
+                                 param_hint="'--effort'")
+    if effort != 1 and quality is None and not (target_bpp is None and target_psnr is None and target_size is None):
+        raise typer.BadParameter("--effort works with -q/--quality; rate control (--target-*) uses effort 1",
+                                 param_hint="'--effort'")
     for name, value in (("--target-bpp", target_bpp), ("--target-psnr", target_psnr)):
         if value is not None and not value > 0:  # also refuses nan
             raise typer.BadParameter(f"{value} is not a positive number", param_hint=f"'{name}'")
@@ -191,7 +207,7 @@ def encode(
         error(STDIN_LABEL, str(exc))
         raise typer.Exit(1)
     tasks = [EncodeTask(source, model, quality, target_bpp, target_psnr, max_pixels, tuple(strip or ()), srgb,
-                        target_size) for source in sources]
+                        target_size, effort) for source in sources]
     failed += run_batch(encode_one, tasks, [job.label for job in runnable], finish,
                         workers=workers, quiet=quiet, description="encoding",
                         preload=["vqz.codec.pipeline", "vqz.codec.rate_control", "vqz.codec.registry"])

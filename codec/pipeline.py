@@ -7,8 +7,10 @@ Invariants shared by encoder and decoder:
 * quality ``q`` codes the first ``q`` residual-VQ stages, one payload per stage, in stage
   order; payload ``s`` codes the ``grid_h * grid_w`` indices of stage ``s`` under the frozen
   integer tables of :mod:`vqz.codec.entropy_model`, selected by the indices of stages
-  ``0..s-1`` only; the quantizer is greedy, so the file
-  at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality;
+  ``0..s-1`` only; the quantizer is greedy (effort 1, the default), so the file
+  at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality
+  (an encoder-side search, effort > 1, picks other indices for its ``q``: a normal file, but
+  not a prefix of the higher qualities' files);
 * the decoder rebuilds the latent from indices alone, so the decoded indices are
   bit-exact on every machine whatever its floating-point behaviour.
 
@@ -36,7 +38,7 @@ from vqz.errors import FormatError, ImageError
 
 __all__ = ["CODING_THREADS", "DEFAULT_MAX_DECODE_PIXELS", "EncodeStats", "decode_bytes", "decode_image",
            "decode_indices", "encode_array", "encode_array_indices", "encode_indices", "encode_latent", "grid_shape",
-           "quality_range", "render", "synthesize"]
+           "quality_range", "quantize_latent", "render", "synthesize"]
 
 #: Largest image the decoder builds unless told otherwise (the container allows 2^31).
 DEFAULT_MAX_DECODE_PIXELS = 1 << 28
@@ -69,9 +71,19 @@ def encode_latent(weights: LoadedWeights, rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(latent[0].transpose(1, 2, 0))
 
 
-def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: :func:`encode_latent`, greedy residual VQ."""
-    return quantize(encode_latent(weights, rgb), weights.codebooks, num_stages)
+def quantize_latent(weights: LoadedWeights, latent: np.ndarray, num_stages: int, effort: int = 1) -> np.ndarray:
+    """(grid_h, grid_w, M) float32 latent -> (num_stages, grid_h, grid_w) int64 indices: greedy residual
+    VQ at ``effort`` 1, a rate-aware beam search above (:mod:`vqz.codec.search`)."""
+    if effort == 1:
+        return quantize(latent, weights.codebooks, num_stages)
+    from vqz.codec.search import search_indices
+
+    return search_indices(weights, latent, num_stages, effort)
+
+
+def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int, effort: int = 1) -> np.ndarray:
+    """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: :func:`encode_latent`, :func:`quantize_latent`."""
+    return quantize_latent(weights, encode_latent(weights, rgb), num_stages, effort)
 
 
 def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
@@ -90,16 +102,22 @@ def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int)
 
 
 def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                 alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats]:
-    """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics."""
-    data, stats, _, _ = encode_array_indices(weights, rgb, quality, alpha)
+                 alpha: np.ndarray | None = None, effort: int = 1) -> tuple[bytes, EncodeStats]:
+    """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics.
+
+    ``effort``: 1 (greedy quantizer) .. ``vqz.codec.search.EFFORT_LEVELS[-1]`` (slower encoder-side
+    search for better indices; the decoder and format are unchanged)."""
+    data, stats, _, _ = encode_array_indices(weights, rgb, quality, alpha, effort)
     return data, stats
 
 
 def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                         alpha: np.ndarray | None = None) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray]:
-    """:func:`encode_array`, the (quality, grid_h, grid_w) indices it coded and the (grid_h, grid_w, M)
-    float32 latent they quantize (rate control codes part-way stages from them)."""
+                         alpha: np.ndarray | None = None, effort: int = 1) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray]:
+    """:func:`encode_array` (``effort`` as there), the (quality, grid_h, grid_w) indices it coded and the
+    (grid_h, grid_w, M) float32 latent they quantize (rate control codes part-way stages from them)."""
+    from vqz.codec.search import check_effort
+
+    effort = check_effort(effort)
     levels = quality_range(weights)
     if quality not in levels:
         raise ImageError(f"quality must be in {levels.start}..{levels.stop - 1}, got {quality}")
@@ -109,7 +127,7 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
     latent = encode_latent(weights, rgb)
-    indices = quantize(latent, weights.codebooks, quality)  # (q, gh, gw)
+    indices = quantize_latent(weights, latent, quality, effort)  # (q, gh, gw)
     payloads, estimated = [], []
     for s, activity in enumerate(stage_activities(weights, indices)):
         payloads.append(weights.entropy.encode_plane(indices[s], s, indices[:s], activity=activity))

@@ -432,14 +432,23 @@ def encode_for_target(
 def encode_image(
     weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None, metadata: Metadata | None = None, *,
     quality: int | None = None, target_bpp: float | None = None, target_psnr: float | None = None,
-    target_size: int | None = None,
+    target_size: int | None = None, effort: int = 1,
 ) -> RateChoice:
     """Encode at a fixed ``quality`` or for one target (the entry point of the CLI and the API);
-    ``metadata`` travels in the file's chunks and counts in its size."""
+    ``metadata`` travels in the file's chunks and counts in its size.
+
+    ``effort`` (:mod:`vqz.codec.search`) applies to a fixed ``quality`` only: rate control uses the
+    greedy quantizer (effort 1), whose files at every level are prefixes of one encode, and
+    refuses another effort (``ValueError``)."""
+    from vqz.codec.search import check_effort
+
+    effort = check_effort(effort)
+    if quality is None and effort != 1:
+        raise ValueError("effort applies to a fixed quality; rate control (target_*) uses effort 1")
     if quality is None:
         return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr,
                                  target_size=target_size, alpha=alpha, metadata=metadata)
     from vqz.codec.pipeline import encode_array
 
-    data = attach(encode_array(weights, rgb, quality, alpha)[0], metadata)
+    data = attach(encode_array(weights, rgb, quality, alpha, effort)[0], metadata)
     return RateChoice(data, quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True)

@@ -59,6 +59,21 @@ def prefix_activity(context_codebooks: np.ndarray, prefix: np.ndarray) -> np.nda
     return latent.activity()
 
 
+def latent_activity(latent: np.ndarray) -> np.ndarray:
+    """(H, W, M) int64 fixed-point latent -> (H, W) int64: sum over the 4 neighbours of the squared
+    distance (:func:`prefix_activity` of the prefix that decodes to ``latent``)."""
+    activity = np.zeros(latent.shape[:2], dtype=np.int64)
+    for axis in (0, 1):
+        diff = np.diff(latent, axis=axis)
+        energy = np.einsum("...m,...m->...", diff, diff)  # exact: int64
+        lower = [slice(None), slice(None)]
+        upper = [slice(None), slice(None)]
+        lower[axis], upper[axis] = slice(1, None), slice(None, -1)
+        activity[tuple(lower)] += energy  # each cell gets its neighbour before ...
+        activity[tuple(upper)] += energy  # ... and after along this axis
+    return activity
+
+
 class PrefixLatent:
     """The integer latent decoded so far, ``L = sum_{t < s} context_codebooks[t, i_t]``, built one
     stage at a time, so that the activities of all stages cost one gather per stage instead of
@@ -80,17 +95,7 @@ class PrefixLatent:
 
     def activity(self) -> np.ndarray:
         """(H, W) int64: sum over the 4 neighbours of the squared distance between latents."""
-        latent = self._latent
-        activity = np.zeros(latent.shape[:2], dtype=np.int64)
-        for axis in (0, 1):
-            diff = np.diff(latent, axis=axis)
-            energy = np.einsum("...m,...m->...", diff, diff)  # exact: int64
-            lower = [slice(None), slice(None)]
-            upper = [slice(None), slice(None)]
-            lower[axis], upper[axis] = slice(1, None), slice(None, -1)
-            activity[tuple(lower)] += energy  # each cell gets its neighbour before ...
-            activity[tuple(upper)] += energy  # ... and after along this axis
-        return activity
+        return latent_activity(self._latent)
 
 
 def context_of(activity: np.ndarray, previous: np.ndarray, edges: np.ndarray, previous_bins: np.ndarray) -> np.ndarray:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dequantize", "nearest", "quantize"]
+__all__ = ["beam_quantize", "dequantize", "nearest", "quantize"]
 
 #: Rows per distance matrix: bounds its (CHUNK, K) float32 memory (32 MiB for K = 512).
 CHUNK = 1 << 14
+#: Latent cells per beam-search block: bounds its (BEAM_CHUNK, B * K) float32 score matrix
+#: (16 MiB for B = 8, K = 512).
+BEAM_CHUNK = 1 << 10
 
 
 def nearest(vectors: np.ndarray, codebook: np.ndarray, code_norms: np.ndarray | None = None,
@@ -52,6 +55,75 @@ def quantize(latent: np.ndarray, codebooks: np.ndarray, num_stages: int) -> np.n
         residual = residual - codebook[index]
         planes[stage] = index.reshape(height, width)
     return planes
+
+
+def beam_quantize(latent: np.ndarray, codebooks: np.ndarray, num_stages: int, beam: int,
+                  code_cost=None) -> np.ndarray:
+    """Residual VQ by a beam search over the stages, per latent cell. latent: (h, w, M) float32 ->
+    indices (num_stages, h, w) int64.
+
+    Each cell keeps the ``beam`` best paths (partial index sequences) after every stage, scored
+    by the squared error left (``||x||^2 - 2 x.c + ||c||^2`` in float32, as :func:`nearest`) plus
+    the sum of ``code_cost`` along the path; the best path after the last stage wins. Ties go to
+    the lowest (path rank, code index), so ``beam = 1`` without costs is :func:`quantize`.
+
+    ``code_cost(stage, cells, previous)`` (optional): (n, K) float32 cost of each code of
+    ``stage`` for n candidates at flat cell positions ``cells`` (n,) whose path ends with code
+    ``previous`` (n,) of the stage before (zeros at stage 0).
+    """
+    if beam < 1:
+        raise ValueError(f"beam must be at least 1, got {beam}")
+    height, width, dim = latent.shape
+    flat = np.ascontiguousarray(latent, dtype=np.float32).reshape(-1, dim)
+    out = np.empty((num_stages, flat.shape[0]), dtype=np.int64)
+    norms = np.square(codebooks[:num_stages]).sum(2, dtype=np.float32)
+    for start in range(0, flat.shape[0], BEAM_CHUNK):
+        cells = np.arange(start, min(start + BEAM_CHUNK, flat.shape[0]))
+        out[:, cells] = _beam_block(flat[cells], cells, codebooks, norms, num_stages, beam, code_cost)
+    return out.reshape(num_stages, height, width)
+
+
+def _beam_block(x: np.ndarray, cells: np.ndarray, codebooks: np.ndarray, norms: np.ndarray, num_stages: int,
+                beam: int, code_cost) -> np.ndarray:
+    """:func:`beam_quantize` of n cells: x (n, M) -> (num_stages, n) indices."""
+    n, dim = x.shape
+    k = codebooks.shape[1]
+    rows = np.arange(n)
+    residual = x[:, None, :]  # (n, b, M): b paths per cell (1 before the first stage)
+    cost = np.zeros((n, 1), dtype=np.float32)  # summed code costs of each path
+    paths = np.zeros((n, 1, 0), dtype=np.int64)
+    for stage in range(num_stages):
+        codebook = codebooks[stage]
+        b = residual.shape[1]
+        vectors = residual.reshape(n * b, dim)
+        scores = vectors @ codebook.T
+        scores *= np.float32(-2.0)
+        scores = np.square(vectors).sum(1, keepdims=True, dtype=np.float32) + scores
+        scores += norms[stage][None, :]
+        scores = scores.reshape(n, b, k)
+        if code_cost is not None:
+            previous = paths[:, :, -1] if stage else np.zeros((n, b), dtype=np.int64)
+            extra = code_cost(stage, np.repeat(cells, b), previous.reshape(-1)).reshape(n, b, k)
+            scores += cost[:, :, None] + extra
+        scores = scores.reshape(n, b * k)
+        keep = min(beam, b * k)
+        # the `keep` best candidates in order, ties to the lowest (path, code): repeated argmin
+        # (argmin returns the first minimum), which is faster than argpartition for a small beam
+        choice = np.empty((n, keep), dtype=np.int64)
+        chosen = np.empty((n, keep), dtype=np.float32)
+        for j in range(keep):
+            choice[:, j] = scores.argmin(axis=1)
+            chosen[:, j] = scores[rows, choice[:, j]]
+            if j + 1 < keep:
+                scores[rows, choice[:, j]] = np.inf
+        parent, code = np.divmod(choice, k)
+        residual = np.take_along_axis(residual, parent[:, :, None], 1) - codebook[code]
+        if code_cost is not None:
+            cost = np.take_along_axis(cost, parent, 1) + np.take_along_axis(
+                extra.reshape(n, b * k), choice, 1)
+        paths = np.concatenate([np.take_along_axis(paths, parent[:, :, None], 1), code[:, :, None]], axis=2)
+    # paths are sorted by score: the first is the best
+    return paths[:, 0].T
 
 
 def dequantize(indices: np.ndarray, codebooks: np.ndarray) -> np.ndarray:

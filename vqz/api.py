@@ -86,6 +86,7 @@ def encode(
     exif: bytes | None = None,
     xmp: bytes | str | None = None,
     icc_profile: bytes | None = None,
+    effort: int = 1,
 ) -> bytes:
     """Compress an image to the bytes of a ``.vqz`` file.
 
@@ -107,7 +108,17 @@ def encode(
     any of ``"all"``, ``"exif"``, ``"xmp"``, ``"icc"``, ``"gps"`` (the EXIF's GPS block).
     ``exif``, ``xmp``, ``icc_profile`` replace the image's own (``b""``: none). Malformed or
     oversized metadata is dropped with a ``UserWarning``.
+
+    ``effort`` (with ``quality``): 1 (default, fast: the greedy quantizer) .. 4, a slower
+    encoder-side search for indices that give a better image per byte; the file is a normal
+    ``.vqz`` file (same decoder). Rate control uses effort 1; another effort with a target, or
+    an effort outside 1..4, raises ``ValueError``.
     """
+    from vqz.codec.search import check_effort
+
+    effort = check_effort(effort)
+    if effort != 1 and quality is None and not (target_bpp is None and target_psnr is None and target_size is None):
+        raise ValueError("effort applies to a fixed quality; rate control (target_*) uses effort 1")
     if sum(x is not None for x in (quality, target_bpp, target_psnr, target_size)) > 1:
         raise ValueError("give at most one of quality, target_bpp, target_psnr and target_size")
     if target_size is not None:
@@ -131,7 +142,8 @@ def encode(
         quality = DEFAULT_QUALITY
     return encode_image(weights, loaded.rgb, loaded.alpha, metadata,
                         quality=None if quality is None else operator.index(quality),
-                        target_bpp=target_bpp, target_psnr=target_psnr, target_size=target_size).data
+                        target_bpp=target_bpp, target_psnr=target_psnr, target_size=target_size,
+                        effort=effort).data
 
 
 def decode_array(data: VqzInput, stages: int | None = None) -> np.ndarray:

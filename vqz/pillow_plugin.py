@@ -15,7 +15,8 @@ a JPEG), ``xmp`` (bytes) and ``icc_profile``.
 
 Saving takes ``quality`` (1 .. the model's number of stages, default
 ``vqz.DEFAULT_QUALITY``) or one of ``target_size`` (bytes) / ``target_bpp`` / ``target_psnr``
-(see :mod:`vqz.codec.rate_control`), and ``model`` (an id or a weights file). Images are
+(see :mod:`vqz.codec.rate_control`), ``effort`` (with ``quality``: 1 .. 4, as in
+:func:`vqz.encode`) and ``model`` (an id or a weights file). Images are
 stored as 8-bit RGB: grayscale, palette and CMYK images are converted; images with alpha
 or more than 8 bits per sample raise ``OSError`` (Pillow's ``cannot write mode``).
 Metadata: ``exif``, ``xmp`` and ``icc_profile`` arguments are written (``b""``: none);
@@ -25,7 +26,7 @@ without them the image's own (``im.info``) are kept; ``strip`` and ``srgb`` as i
 Errors follow Pillow's conventions: a file without the ``.vqz`` magic is not claimed
 (``UnidentifiedImageError``); a ``.vqz`` file that is corrupt, truncated or of an unknown
 version raises ``OSError`` from ``Image.open``; a missing model raises ``OSError`` from
-``load()``; a bad ``quality`` raises ``ValueError`` from ``save()``.
+``load()``; a bad ``quality`` or ``effort`` raises ``ValueError`` from ``save()``.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         if isinstance(metadata.get("exif"), Image.Exif):
             metadata["exif"] = metadata["exif"].tobytes()
         data = encode(im, quality, target_bpp=targets["target_bpp"], target_psnr=targets["target_psnr"],
-                      target_size=targets["target_size"], model=model,
+                      target_size=targets["target_size"], model=model, effort=options.get("effort", 1),
                       strip=options.get("strip", ()), srgb=bool(options.get("srgb", False)), **metadata)
     except ImageError as exc:
         raise OSError(f"cannot write mode {im.mode} as {FORMAT}: {exc}") from exc
