@@ -17,7 +17,7 @@ from vqz.codec.weights import LoadedWeights, load_weights, read_metadata
 from vqz.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL_ID = "vqz-rvq16-f8"
+DEFAULT_MODEL_ID = "vqz-rvq16b-f8"
 
 
 @dataclass(frozen=True)
