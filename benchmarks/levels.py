@@ -69,7 +69,8 @@ def to_markdown(rows: list[dict[str, float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="a .json file for the rows, or a folder: vqz_levels.json and "
+                        "vqz_levels.md written there")
     parser.add_argument("--model")
     parser.add_argument("--effort", type=int, default=1, help="encoder effort (vqz encode --effort)")
     parser.add_argument("--levels", help="comma-separated quality levels (default: all)")
@@ -79,8 +80,10 @@ def main() -> None:
     table = to_markdown(rows)
     print(f"threads: {torch.get_num_threads()}, effort {args.effort}\n\n{table}")
     if args.out:
-        args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "effort": args.effort, "rows": rows},
-                                       indent=2))
+        out = args.out / "vqz_levels.json" if args.out.is_dir() else args.out
+        out.write_text(json.dumps({"threads": torch.get_num_threads(), "effort": args.effort, "rows": rows}, indent=2))
+        if args.out.is_dir():
+            (args.out / "vqz_levels.md").write_text(table + "\n")
 
 
 if __name__ == "__main__":
