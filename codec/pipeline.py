@@ -112,9 +112,12 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
 
 
 def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                         alpha: np.ndarray | None = None, effort: int = 1) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray]:
-    """:func:`encode_array` (``effort`` as there), the (quality, grid_h, grid_w) indices it coded and the
-    (grid_h, grid_w, M) float32 latent they quantize (rate control codes part-way stages from them)."""
+                         alpha: np.ndarray | None = None, effort: int = 1,
+                         keep_latent: bool = False) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray | None]:
+    """:func:`encode_array` (``effort`` as there), the (quality, grid_h, grid_w) indices it coded and,
+    with ``keep_latent``, the (grid_h, grid_w, M) float32 latent they quantize (rate control codes
+    part-way stages from them); else None, and the latent is freed before the entropy coding
+    (133 MB at 8K, which would add to the coder's peak)."""
     from vqz.codec.search import check_effort
 
     effort = check_effort(effort)
@@ -128,6 +131,8 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
     latent = encode_latent(weights, rgb)
     indices = quantize_latent(weights, latent, quality, effort)  # (q, gh, gw)
+    if not keep_latent:
+        latent = None
     payloads, estimated = [], []
     for s, activity in enumerate(stage_activities(weights, indices)):
         payloads.append(weights.entropy.encode_plane(indices[s], s, indices[:s], activity=activity))

@@ -112,7 +112,7 @@ class QualityLadder:
         self.rgb = rgb
         self.levels = quality_range(weights)
         self.metadata = metadata or Metadata()
-        full, _, self._indices, self._latent = encode_array_indices(weights, rgb, self.levels[-1], alpha)
+        full, _, self._indices, self._latent = encode_array_indices(weights, rgb, self.levels[-1], alpha, keep_latent=True)
         full = attach(full, self.metadata)
         parsed = unpack_file(full)
         self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
