@@ -75,7 +75,8 @@ def test_beam_never_leaves_more_latent_error_than_greedy(model):
 
 def test_higher_effort_is_never_worse_than_greedy_on_its_objective(model):
     """Each effort minimises latent error + lambda * bits; with the real coded bits, every effort
-    is at least as good as greedy by that measure on a test image, and smaller files."""
+    is at least as good as greedy by that measure on a test image (not always a smaller file: it may
+    spend a few bits on a larger drop in error)."""
     image = smooth_image(64, 96, seed=7)
     latent = latent_of(model, image)
     for quality in (2, 4, 8):
@@ -86,13 +87,12 @@ def test_higher_effort_is_never_worse_than_greedy_on_its_objective(model):
             bits = sum(8 * len(model.entropy.encode_plane(indices[s], s, indices[:s])) for s in range(quality))
             return error(latent, indices, model.codebooks) + lam * bits, bits
 
-        greedy_cost, greedy_bits = cost(greedy)
+        greedy_cost, _ = cost(greedy)
         for effort in list(EFFORT_LEVELS)[1:]:
             indices = search_indices(model, latent, quality, effort)
             assert np.array_equal(indices, encode_indices(model, image, quality, effort))
-            found_cost, found_bits = cost(indices)
+            found_cost, _ = cost(indices)
             assert found_cost <= greedy_cost
-            assert found_bits <= greedy_bits
 
 
 def test_bit_cost_uses_the_coders_activity_bins(model):
