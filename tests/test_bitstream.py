@@ -33,22 +33,6 @@ def test_every_truncation_is_refused(length):
         unpack(data[:length])
 
 
-def test_truncation_anywhere_is_refused():
-    data = pack(HEADER, PAYLOADS)
-    for length in range(len(data)):
-        with pytest.raises(FormatError):
-            unpack(data[:length])
-
-
-def test_every_single_bit_flip_is_detected():
-    data = pack(HEADER, PAYLOADS)
-    for bit in range(len(data) * 8):
-        corrupt = bytearray(data)
-        corrupt[bit // 8] ^= 1 << (bit % 8)
-        with pytest.raises(FormatError):
-            unpack(bytes(corrupt))
-
-
 def test_trailing_bytes_are_refused():
     with pytest.raises(FormatError, match="trailing|CRC"):
         unpack(pack(HEADER, PAYLOADS) + b"\x00")
@@ -204,22 +188,6 @@ def test_a_part_way_stage_0_is_refused_by_reader_and_writer():
         pack(Header(**{**PARTIAL.__dict__, "coded_cells": 51}), PAYLOADS)
 
 
-def test_every_single_bit_flip_of_a_part_way_file_is_detected():
-    data = pack(PARTIAL, PAYLOADS)
-    for bit in range(len(data) * 8):
-        corrupt = bytearray(data)
-        corrupt[bit // 8] ^= 1 << (bit % 8)
-        with pytest.raises(FormatError):
-            unpack(bytes(corrupt))
-
-
-def test_every_truncation_of_a_part_way_file_is_refused():
-    data = pack(PARTIAL, PAYLOADS)
-    for length in range(len(data)):
-        with pytest.raises(FormatError):
-            unpack(data[:length])
-
-
 # ------------------------------------------------------------------ the block mask (flag bit 3, with bit 2)
 # The 5x10 grid in blocks of 4x4 cells: 2 rows x 3 columns of blocks, of 16, 16, 8 / 4, 4, 2 cells.
 # Blocks 0, 2 and 5 (bits 0b100101): 16 + 8 + 2 = 26 cells.
@@ -328,8 +296,9 @@ def test_a_reader_that_knows_only_bits_0_to_2_refuses_the_mask(monkeypatch):
     assert unpack(pack(PARTIAL, PAYLOADS))[0].coded_cells == 17  # its own part-way files still read
 
 
-def test_every_single_bit_flip_and_truncation_of_a_masked_file_is_detected():
-    data = pack(MASKED, PAYLOADS)
+@pytest.mark.parametrize("header", ["whole", "part-way", "masked"])
+def test_every_single_bit_flip_and_every_truncation_is_detected(header):
+    data = pack({"whole": HEADER, "part-way": PARTIAL, "masked": MASKED}[header], PAYLOADS)
     for bit in range(len(data) * 8):
         corrupt = bytearray(data)
         corrupt[bit // 8] ^= 1 << (bit % 8)
