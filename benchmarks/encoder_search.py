@@ -34,70 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: Rows of latent cells per search block: bounds the (rows, B * K) float32 score matrix.
-BLOCK = 1024
-
-
-def beam_quantize(latent: np.ndarray, codebooks: np.ndarray, num_stages: int, beam: int,
-                  bit_cost=None) -> np.ndarray:
-    """Beam search over the residual-VQ stages, per latent cell.
-
-    latent: (h, w, M) float32 -> indices (num_stages, h, w) int64.
-    ``bit_cost(stage, cells, previous)`` (optional): (n, K) float32 cost added to the squared
-    error of each candidate code, given the cells' flat positions and (n,) previous indices.
-    """
-    height, width, dim = latent.shape
-    flat = np.ascontiguousarray(latent, dtype=np.float32).reshape(-1, dim)
-    cells = flat.shape[0]
-    out = np.empty((num_stages, cells), dtype=np.int64)
-    for start in range(0, cells, BLOCK):
-        rows = np.arange(start, min(start + BLOCK, cells))
-        out[:, rows] = _beam_block(flat[rows], rows, codebooks, num_stages, beam, bit_cost)
-    return out.reshape(num_stages, height, width)
-
-
-def _beam_block(x: np.ndarray, rows: np.ndarray, codebooks: np.ndarray, num_stages: int, beam: int,
-                bit_cost) -> np.ndarray:
-    n, dim = x.shape
-    k = codebooks.shape[1]
-    residual = x[:, None, :]  # (n, b, M), b = 1 at the start
-    extra = np.zeros((n, 1), dtype=np.float32)  # accumulated rate cost per path
-    paths = np.zeros((n, 1, 0), dtype=np.int64)
-    for stage in range(num_stages):
-        codebook = codebooks[stage]
-        norms = np.square(codebook).sum(1, dtype=np.float32)
-        b = residual.shape[1]
-        flat = residual.reshape(n * b, dim)
-        scores = flat @ codebook.T
-        scores *= np.float32(-2.0)
-        scores = np.square(flat).sum(1, keepdims=True, dtype=np.float32) + scores
-        scores += norms[None, :]
-        scores = scores.reshape(n, b, k)
-        if bit_cost is not None:
-            previous = paths[:, :, -1] if stage else np.zeros((n, b), dtype=np.int64)
-            cost = bit_cost(stage, np.repeat(rows, b), previous.reshape(-1)).reshape(n, b, k)
-            scores = scores + extra[:, :, None] + cost
-        scores = scores.reshape(n, b * k)
-        keep = min(beam, b * k)
-        # the `keep` smallest scores, ascending, ties to the lowest (parent, code): repeated argmin
-        choice = np.empty((n, keep), dtype=np.int64)
-        chosen = np.empty((n, keep), dtype=np.float32)
-        every = np.arange(n)
-        for j in range(keep):
-            choice[:, j] = scores.argmin(axis=1)
-            chosen[:, j] = scores[every, choice[:, j]]
-            if j + 1 < keep:
-                scores[every, choice[:, j]] = np.inf
-        parent, code = np.divmod(choice, k)
-        residual = np.take_along_axis(residual, parent[:, :, None], 1) - codebook[code]
-        if bit_cost is not None:
-            extra = chosen - np.square(residual).sum(2, dtype=np.float32)
-        paths = np.concatenate([np.take_along_axis(paths, parent[:, :, None], 1), code[:, :, None]], axis=2)
-    if bit_cost is None:
-        best = np.zeros(n, dtype=np.int64)  # the paths are sorted by error
-    else:
-        best = np.square(residual).sum(2).__add__(extra).argmin(axis=1)
-    return paths[np.arange(n), best].T
+from vqz.codec.vq import beam_quantize  # the encoder's own search, with the variants' costs
 
 
 class BitCost:
