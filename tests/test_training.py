@@ -97,3 +97,16 @@ def test_unknown_training_options_are_refused(tmp_path: Path) -> None:
     path.write_text('stepz = 3\n')
     with pytest.raises(VqzError, match="stepz"):
         TrainConfig.from_toml(path)
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_native_bf16(monkeypatch, capsys) -> None:
+    from vqz.codec import train as train_module
+
+    cpu = torch.device("cpu")
+    assert not train_module.autocast_enabled("fp32", cpu)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert not train_module.autocast_enabled("bf16", cpu)
+    assert "training in fp32" in capsys.readouterr().err
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert train_module.autocast_enabled("bf16", cpu)
+    assert capsys.readouterr().err == ""
