@@ -246,6 +246,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         distributed.teardown(context)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 natively: CUDA, or a CPU where oneDNN reports bf16 support."""
+    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def autocast_enabled(precision: str, device: torch.device) -> bool:
     """Whether to run the transforms under bf16 autocast for ``precision`` on ``device``.
 
@@ -256,7 +261,7 @@ def autocast_enabled(precision: str, device: torch.device) -> bool:
     """
     if precision != "bf16":
         return False
-    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not native_bf16(device):
         import sys
 
         print("vqz train: this CPU has no native bf16 (AVX-512 BF16 or AMX), which makes bf16 about 8x "
