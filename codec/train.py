@@ -251,21 +251,23 @@ def native_bf16(device: torch.device) -> bool:
     return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def autocast_enabled(precision: str, device: torch.device) -> bool:
+def autocast_enabled(precision: str, device: torch.device, announce: bool = True) -> bool:
     """Whether to run the transforms under bf16 autocast for ``precision`` on ``device``.
 
     bf16 pays only where the hardware has it: on a CPU without native bf16 (no AVX-512 BF16
     or AMX, e.g. an AVX2-only EPYC) oneDNN emulates it, and a training step of the default
     model took about 18 s against 2.2 s in fp32 (2 threads, session 7's AVX2 EPYC). There
-    ``bf16`` falls back to fp32 with one line on stderr; a run's numbers then match an fp32 run.
+    ``bf16`` falls back to fp32 with one line on stderr (when ``announce``: under torchrun only
+    rank 0 says it); a run's numbers then match an fp32 run.
     """
     if precision != "bf16":
         return False
     if not native_bf16(device):
         import sys
 
-        print("vqz train: this CPU has no native bf16 (AVX-512 BF16 or AMX), which makes bf16 about 8x "
-              "slower than fp32 here: training in fp32", file=sys.stderr)
+        if announce:
+            print("vqz train: this CPU has no native bf16 (AVX-512 BF16 or AMX), which makes bf16 about 8x "
+                  "slower than fp32 here: training in fp32", file=sys.stderr)
         return False
     return True
 
@@ -282,7 +284,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     device = context.device
-    use_bf16 = autocast_enabled(config.precision, device)
+    use_bf16 = autocast_enabled(config.precision, device, announce=main)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
 

@@ -107,6 +107,8 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_native_bf16(monkeypatch, capsy
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     assert not train_module.autocast_enabled("bf16", cpu)
     assert "training in fp32" in capsys.readouterr().err
+    assert not train_module.autocast_enabled("bf16", cpu, announce=False)  # torchrun ranks other than 0
+    assert capsys.readouterr().err == ""
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert train_module.autocast_enabled("bf16", cpu)
     assert capsys.readouterr().err == ""
