@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqz.codec.data import load_split
     from vqz.codec.finalize import finalize
-    from vqz.codec.train import TrainConfig, native_bf16, train
+    from vqz.codec.train import TrainConfig, autocast_enabled, train
 
     began = time.time()
     out = Path(args.out)
@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_oneshot: no training folder {config.data!r} (pass --data)", file=sys.stderr)
         return 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # what the run trains in: bf16 falls back to fp32 on a CPU without native bf16 (codec/train.py)
-    precision = "bf16" if config.precision == "bf16" and native_bf16(device) else "fp32"
+    # what the run trains in: train's own rule (bf16 falls back to fp32 on a CPU without native bf16)
+    precision = "bf16" if autocast_enabled(config.precision, device, announce=False) else "fp32"
     facts: dict[str, object] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "vqz": str(Path(sys.modules["vqz"].__file__).parent), "config": args.config, "start": config.init_from, "data": config.data,

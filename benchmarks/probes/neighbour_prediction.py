@@ -6,7 +6,6 @@ from PIL import Image
 from vqz.codec.registry import load_model
 from vqz.codec.pipeline import encode_latent
 from vqz.codec.vq import quantize
-from vqz.codec.data import is_validation
 w = load_model(None); cb = w.codebooks.astype(np.float64); S = cb.shape[0]
 ent = w.entropy; rowsP = ent._stage_probabilities
 val = open('checkpoints/vqz-rvq16-f8/validation_files.txt').read().split()

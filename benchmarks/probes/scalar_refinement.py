@@ -1,6 +1,6 @@
 """Experiment: RVQ q stages + uniform scalar quantization of the remaining latent residual.
 Rate of the scalar part: cross-entropy under per-channel histograms fitted on the other held-out part."""
-import sys, math, json
+import math, json
 import numpy as np
 from PIL import Image
 from vqz.codec.registry import load_model
@@ -19,10 +19,6 @@ def load(f):
 def psnr(a, b):
     return 10 * math.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2))
 d = w.config.downsampling
-resid = {}  # (q) -> list per image of residual (h,w,M)
-def residuals(f, q):
-    rgb = load(f); lat = encode_latent(w, rgb); idx = quantize(lat, w.codebooks, q)
-    return rgb, lat, idx, lat - dequantize(idx, w.codebooks)
 # fit histograms
 hist = {}
 for f in fit:
