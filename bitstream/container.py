@@ -3,11 +3,13 @@
 Layout (all integers little-endian; see docs/FORMAT.md for the full specification)::
 
     magic          4  b"\\x89VQZ"
-    version        u8 FORMAT_VERSION
+    version        u8 2, or 3 (FORMAT_VERSION) when flags bit 4 is set: a writer uses the lowest version
+                      that can hold the file, so files without a residual layer stay readable by vqz 2
     flags          u8 bit 0: an alpha plane follows the stage payloads;
                       bit 1: metadata chunks follow (EXIF, XMP, ICC profile);
                       bit 2: the last stage is part-way (a coded-cell count follows);
-                      bit 3: the part-way stage codes the cells of a block mask (only with bit 2); other bits 0
+                      bit 3: the part-way stage codes the cells of a block mask (only with bit 2);
+                      bit 4: a pixel residual layer follows the stage payloads (version 3); other bits 0
     model_id_len   u8 1..MAX_MODEL_ID
     model_id       model_id_len bytes of printable ASCII
     model_hash     8  first 8 bytes of SHA-256 of the weights file
@@ -18,6 +20,7 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     grid_height    u16
     grid_width     u16
     payload_len    ULEB128 varint, num_payloads times
+    residual_len   ULEB128 varint, only when flags bit 4 is set (codec/residual.py lays the layer out)
     alpha_len      ULEB128 varint, only when flags bit 0 is set
     coded_cells    ULEB128 varint, only when flags bit 2 is set: the last payload codes only this many
                    cells of its stage, 0..grid_height * grid_width (needs num_payloads >= 2)
@@ -27,7 +30,7 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     chunk_count    u8 1..3, only when flags bit 1 is set, then per chunk:
       chunk_tag    4 bytes: b"EXIF", b"ICCP" or b"XMP ", strictly ascending (each at most once)
       chunk_len    ULEB128 varint, 1..the tag's cap
-    payloads       concatenated, then the alpha payload if any, then the chunks' data
+    payloads       concatenated, then the residual layer if any, then the alpha payload if any, then the chunks' data
     crc32          u32 over every byte before it
 
 The reader checks the CRC first (so any corruption is reported as such), then every
@@ -38,12 +41,16 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vqz.errors import FormatError
 
 MAGIC = b"\x89VQZ"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Versions this reader accepts: 2 (no residual layer), 3 (may carry one, flags bit 4).
+READABLE_VERSIONS = (2, 3)
+#: The version of files without a residual layer (the same layout as version 2).
+BASE_VERSION = 2
 MAX_MODEL_ID = 64
 MAX_SIDE = 1 << 20
 MAX_PIXELS = 1 << 31
@@ -54,7 +61,8 @@ FLAG_ALPHA = 0x01
 FLAG_METADATA = 0x02
 FLAG_PARTIAL = 0x04
 FLAG_MASK = 0x08
-_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL | FLAG_MASK
+FLAG_RESIDUAL = 0x10
+_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL | FLAG_MASK | FLAG_RESIDUAL
 #: Side of a block of the part-way block mask, in latent cells (edge blocks are smaller).
 MASK_BLOCK = 4
 #: Metadata chunk tag -> (name of the VqzFile field, largest size in bytes), in the order they are stored.
@@ -89,7 +97,7 @@ class Header:
     quality: int
     grid_height: int
     grid_width: int
-    version: int = FORMAT_VERSION
+    version: int = field(default=BASE_VERSION, compare=False)  # of the file it was read from; pack() chooses
     coded_cells: int | None = None
     mask: bytes | None = None
 
@@ -208,7 +216,8 @@ class _Reader:
 
 @dataclass(frozen=True)
 class VqzFile:
-    """A parsed file: header, one payload per stage, the optional alpha payload and metadata.
+    """A parsed file: header, one payload per stage, the optional residual layer (:mod:`vqz.codec.residual`),
+    the optional alpha payload and metadata.
 
     ``exif`` is the raw TIFF-structured EXIF block (it starts with ``II*\\0`` or ``MM\\0*``,
     without JPEG's ``Exif\\0\\0`` prefix), ``xmp`` the XMP packet (UTF-8), ``icc`` the ICC
@@ -218,6 +227,7 @@ class VqzFile:
     header: Header
     payloads: list[bytes]
     alpha: bytes | None = None
+    residual: bytes | None = None
     exif: bytes | None = None
     xmp: bytes | None = None
     icc: bytes | None = None
@@ -228,10 +238,11 @@ class VqzFile:
         return {name: len(getattr(self, name)) for name, _ in CHUNKS.values() if getattr(self, name) is not None}
 
 
-def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, exif: bytes | None = None,
-         xmp: bytes | None = None, icc: bytes | None = None) -> bytes:
-    """Serialize a header, its stage payloads, an optional alpha payload and optional metadata
-    chunks into ``.vqz`` bytes."""
+def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, residual: bytes | None = None,
+         exif: bytes | None = None, xmp: bytes | None = None, icc: bytes | None = None) -> bytes:
+    """Serialize a header, its stage payloads, an optional residual layer, an optional alpha payload
+    and optional metadata chunks into ``.vqz`` bytes (version 3 with a residual layer, else 2;
+    ``header.version`` is not consulted)."""
     header.validate()
     if len(payloads) > MAX_PAYLOADS:
         raise FormatError(f"at most {MAX_PAYLOADS} payloads, got {len(payloads)}")
@@ -242,18 +253,21 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, e
             raise FormatError(f"{CHUNKS[tag][0]} chunk of {len(chunk)} bytes is outside 1..{CHUNKS[tag][1]}")
     if header.coded_cells is not None and len(payloads) < 2:
         raise FormatError("a part-way last stage needs at least 2 payloads (stage 0 is always whole)")
+    if residual is not None and not payloads:
+        raise FormatError("a residual layer needs at least one stage payload")
     flags = ((FLAG_ALPHA if alpha is not None else 0) | (FLAG_METADATA if chunks else 0)
              | (FLAG_PARTIAL if header.coded_cells is not None else 0)
-             | (FLAG_MASK if header.mask is not None else 0))
+             | (FLAG_MASK if header.mask is not None else 0) | (FLAG_RESIDUAL if residual is not None else 0))
+    version = FORMAT_VERSION if residual is not None else BASE_VERSION
     model_id = header.model_id.encode("ascii")
     parts = [
         MAGIC,
-        struct.pack("<BBB", header.version, flags, len(model_id)),
+        struct.pack("<BBB", version, flags, len(model_id)),
         model_id,
         header.model_hash,
         struct.pack("<IIBBHH", header.width, header.height, header.quality, len(payloads), header.grid_height, header.grid_width),
     ]
-    extra = [] if alpha is None else [alpha]
+    extra = ([] if residual is None else [residual]) + ([] if alpha is None else [alpha])
     for payload in payloads + extra:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise FormatError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
@@ -272,7 +286,7 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, e
 def header_size(data: bytes) -> int:
     """Bytes of a valid file that are not payload (header fields and CRC)."""
     parsed = unpack_file(data)
-    return (len(data) - sum(len(p) for p in parsed.payloads) - len(parsed.alpha or b"")
+    return (len(data) - sum(len(p) for p in parsed.payloads) - len(parsed.alpha or b"") - len(parsed.residual or b"")
             - sum(parsed.metadata_bytes.values()))
 
 
@@ -295,8 +309,9 @@ def unpack_file(data: bytes) -> VqzFile:
     if len(data) < len(MAGIC) + 1:
         raise FormatError("file is truncated (no format version)")
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
-        raise FormatError(f"unsupported .vqz format version {version} (this vqz reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"unsupported .vqz format version {version} (this vqz reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     if len(data) < len(MAGIC) + 3 + _CRC_BYTES:
         raise FormatError("file is truncated")
     end = len(data) - _CRC_BYTES
@@ -309,6 +324,8 @@ def unpack_file(data: bytes) -> VqzFile:
     flags, id_len = reader.unpack("<BB", "flags")
     if flags & ~_KNOWN_FLAGS:
         raise FormatError(f"unknown flags 0x{flags:02x}")
+    if flags & FLAG_RESIDUAL and version < FORMAT_VERSION:
+        raise FormatError(f"flags 0x{flags:02x}: bit 4 (residual layer) needs format version {FORMAT_VERSION}")
     if flags & FLAG_MASK and not flags & FLAG_PARTIAL:
         raise FormatError(f"flags 0x{flags:02x}: bit 3 (block mask) needs bit 2 (part-way last stage)")
     if not 1 <= id_len <= MAX_MODEL_ID:
@@ -324,7 +341,10 @@ def unpack_file(data: bytes) -> VqzFile:
     if count > MAX_PAYLOADS:
         raise FormatError(f"{count} payloads exceed the cap of {MAX_PAYLOADS}")
     has_alpha = bool(flags & FLAG_ALPHA)
-    lengths = [reader.varint("payload lengths") for _ in range(count + has_alpha)]
+    has_residual = bool(flags & FLAG_RESIDUAL)
+    if has_residual and count < 1:
+        raise FormatError("a residual layer needs at least one stage payload")
+    lengths = [reader.varint("payload lengths") for _ in range(count + has_residual + has_alpha)]
     if any(length > MAX_PAYLOAD_BYTES for length in lengths):
         raise FormatError(f"a payload length exceeds {MAX_PAYLOAD_BYTES} bytes")
     coded_cells = None
@@ -360,6 +380,8 @@ def unpack_file(data: bytes) -> VqzFile:
     if sum(lengths) < remaining:
         raise FormatError(f"{remaining - sum(lengths)} unexpected trailing bytes")
     payloads = [reader.take(length, "payload") for length in lengths]
-    metadata = {CHUNKS[tag][0]: payloads[count + has_alpha + i] for i, tag in enumerate(tags)}
-    alpha = payloads[count] if has_alpha else None
-    return VqzFile(header, payloads[:count], alpha, **metadata)
+    extra = count + has_residual + has_alpha
+    metadata = {CHUNKS[tag][0]: payloads[extra + i] for i, tag in enumerate(tags)}
+    residual = payloads[count] if has_residual else None
+    alpha = payloads[count + has_residual] if has_alpha else None
+    return VqzFile(header, payloads[:count], alpha, residual, **metadata)

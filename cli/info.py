@@ -43,6 +43,8 @@ def info(
          f" cells, {_partway(details)}, level {details.level:.2f})"),
         ("latent grid", f"{details.grid_height}x{details.grid_width}"),
         ("payload bytes", " + ".join(map(str, details.payload_bytes)) or "0"),
+        ("residual layer", f"{details.residual_bytes} bytes, step {details.residual_step:g} "
+         f"(chroma x{details.residual_chroma:g})" if details.residual_bytes else "none"),
         ("alpha bytes", details.alpha_bytes),
         ("header bytes", details.header_bytes),
         ("total bytes", details.total_bytes),

@@ -98,7 +98,7 @@ def attach(vqz_bytes: bytes, metadata: Metadata | None) -> bytes:
     if not metadata:
         return vqz_bytes
     parsed = unpack_file(vqz_bytes)
-    return pack(parsed.header, parsed.payloads, parsed.alpha, **metadata.chunks())
+    return pack(parsed.header, parsed.payloads, parsed.alpha, residual=parsed.residual, **metadata.chunks())
 
 
 # ---------------------------------------------------------------------------- raw TIFF/EXIF

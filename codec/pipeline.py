@@ -12,7 +12,11 @@ Invariants shared by encoder and decoder:
   (an encoder-side search, effort > 1, picks other indices for its ``q``: a normal file, but
   not a prefix of the higher qualities' files);
 * the decoder rebuilds the latent from indices alone, so the decoded indices are
-  bit-exact on every machine whatever its floating-point behaviour.
+  bit-exact on every machine whatever its floating-point behaviour;
+* quality ``q`` is a plan (:mod:`vqz.codec.levels`): the low levels code ``q`` stages as above, the
+  high ones a few stages plus a pixel residual layer (:mod:`vqz.codec.residual`) computed against
+  exactly what the decoder shows for those stages (:func:`render`); its contexts use the latent
+  activity of the file's whole stages (:func:`whole_stage_activity`), integers like the indices.
 
 This is the coding runtime: numpy, constriction and ONNX Runtime, no torch. The transforms
 are the model's exported graphs (:mod:`vqz.codec.engine`), run with ``CODING_THREADS``
@@ -29,6 +33,7 @@ import numpy as np
 
 from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS
+from vqz.codec.levels import RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, LevelPlan, level_plan, level_plans
 from vqz.codec.padding import compute_padding, pad_rgb
 from vqz.codec.stage_context import PrefixLatent, mask_cells
 from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
@@ -45,8 +50,8 @@ DEFAULT_MAX_DECODE_PIXELS = 1 << 28
 
 
 def quality_range(weights: LoadedWeights) -> range:
-    """Valid quality levels of a model: 1 (smallest files) .. number of stages (best)."""
-    return range(1, weights.config.num_stages + 1)
+    """Valid quality levels of a model: 1 (smallest files) .. the number of its level plans (best)."""
+    return range(1, len(level_plans(weights)) + 1)
 
 
 def grid_shape(weights: LoadedWeights, height: int, width: int) -> tuple[int, int]:
@@ -112,12 +117,14 @@ def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
 
 
 def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                         alpha: np.ndarray | None = None, effort: int = 1,
-                         keep_latent: bool = False) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray | None]:
+                         alpha: np.ndarray | None = None, effort: int = 1, keep_latent: bool = False,
+                         stages: int | None = None) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray | None]:
     """:func:`encode_array` (``effort`` as there), the (quality, grid_h, grid_w) indices it coded and,
     with ``keep_latent``, the (grid_h, grid_w, M) float32 latent they quantize (rate control codes
     part-way stages from them); else None, and the latent is freed before the entropy coding
-    (133 MB at 8K, which would add to the coder's peak)."""
+    (133 MB at 8K, which would add to the coder's peak). ``stages``: code that many stages and no
+    residual layer instead of the level's plan (a stage-only file whose header says ``quality``:
+    rate control encodes every stage once and repacks prefixes)."""
     from vqz.codec.search import check_effort
 
     effort = check_effort(effort)
@@ -129,8 +136,11 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     height, width = rgb.shape[:2]
     if alpha is not None and (alpha.shape != (height, width) or alpha.dtype != np.uint8):
         raise ImageError(f"alpha must be a ({height}, {width}) uint8 array, got {alpha.shape} {alpha.dtype}")
+    plan = level_plan(weights, quality) if stages is None else LevelPlan(stages)
+    if not 1 <= plan.stages <= weights.config.num_stages:
+        raise ImageError(f"stages must be in 1..{weights.config.num_stages}, got {plan.stages}")
     latent = encode_latent(weights, rgb)
-    indices = quantize_latent(weights, latent, quality, effort)  # (q, gh, gw)
+    indices = quantize_latent(weights, latent, plan.stages, effort)  # (stages, gh, gw)
     if not keep_latent:
         latent = None
     payloads, estimated = [], []
@@ -139,10 +149,41 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
         estimated.append(weights.entropy.estimate_bits(indices[s], s, indices[:s], activity=activity))
     grid_h, grid_w = indices.shape[1:]
     header = Header(weights.model_id, weights.weights_hash, width, height, quality, grid_h, grid_w)
-    fixed = [indices[0].size * math.log2(weights.config.codebook_size)] * quality
+    fixed = [indices[0].size * math.log2(weights.config.codebook_size)] * plan.stages
     alpha_payload = None if alpha is None else encode_alpha(np.ascontiguousarray(alpha))
     stats = EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
-    return pack(header, payloads, alpha_payload), stats, indices, latent
+    residual = None if plan.residual_step is None else residual_layer(weights, rgb, indices, plan.residual_step)
+    return pack(header, payloads, alpha_payload, residual=residual), stats, indices, latent
+
+
+def whole_stage_activity(weights: LoadedWeights, indices: np.ndarray, whole: int) -> np.ndarray | None:
+    """(S', gh, gw) indices -> the (gh, gw) int64 latent activity of their first ``whole`` stages (the
+    residual layer's contexts; a part-way last stage does not count), or None without stage context tables."""
+    latent = running_latent(weights, indices.shape[1:])
+    if latent is None:
+        return None
+    for s in range(whole):
+        latent.add(indices[s])
+    return latent.activity()
+
+
+def residual_layer(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray, step: float,
+                   base: np.ndarray | None = None) -> bytes:
+    """The residual layer payload of a luma ``step`` for (H, W, 3) uint8 ``rgb`` over the whole stages
+    ``indices`` (S', gh, gw); ``base`` = :func:`render` of them if already known."""
+    from vqz.codec.residual import ResidualParams, encode_residual
+
+    if weights.config.downsampling != 8:
+        raise ImageError(f"model {weights.model_id} cannot carry a residual layer (its latent cells are not 8x8 blocks)")
+    height, width = rgb.shape[:2]
+    if base is None:
+        base = render(weights, indices, height, width)
+    (left, right, top, bottom), _ = compute_padding(height, width, min_div=8)
+    residual = np.pad(rgb.astype(np.float32) - base.astype(np.float32), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    activity = whole_stage_activity(weights, indices, indices.shape[0])
+    payload, _ = encode_residual(residual, ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET), activity,
+                                 RESIDUAL_ROUNDING)
+    return payload
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
@@ -212,5 +253,19 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
     rgb = render(weights, indices, header.height, header.width)
+    if parsed.residual is not None and indices.shape[0] == len(payloads):  # fewer stages: the layer does not apply
+        rgb = _add_residual(weights, header, parsed.residual, indices, rgb)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
     return rgb, alpha
+
+
+def _add_residual(weights: LoadedWeights, header: Header, payload: bytes, indices: np.ndarray, base: np.ndarray) -> np.ndarray:
+    from vqz.codec.residual import apply_residual, decode_residual
+
+    if weights.config.downsampling != 8:
+        raise FormatError(f"file has a residual layer, model {weights.model_id} cannot carry one")
+    whole = indices.shape[0] - (header.coded_cells is not None)
+    activity = whole_stage_activity(weights, indices, whole)
+    residual = decode_residual(payload, (header.grid_height, header.grid_width), activity)
+    (left, _, top, _), _ = compute_padding(header.height, header.width, min_div=8)
+    return apply_residual(base, residual, top, left)

@@ -1,12 +1,13 @@
 """Rate control: pick the quality level for a target size (bytes or bits per pixel) or a target PSNR.
 
 It rests on one invariant of the format (docs/FORMAT.md, :mod:`vqz.codec.pipeline`): the
-residual quantizer is greedy and each stage has its own payload, so the file at quality
-``q`` holds exactly the first ``q`` payloads of the file at the maximum quality. One encode
-at the maximum quality therefore yields every level: a level is its header (with
-``quality = q``) repacked around a prefix of the payloads, and its exact size is known
-without encoding again. ``tests/test_rate_control.py`` checks that a repacked prefix is
-byte-identical to a direct encode at that quality.
+residual quantizer is greedy and each stage has its own payload, so the file at a stage-only
+quality ``q`` holds exactly the first ``q`` payloads of the file at the highest stage-only
+level. One encode at that level therefore yields every stage-only level: a level is its header
+(with ``quality = q``) repacked around a prefix of the payloads, and its exact size is known
+without encoding again. A level with a residual layer (:mod:`vqz.codec.levels`) is a prefix plus
+that layer, coded on demand against the prefix's rendered image (one synthesis per prefix).
+``tests/test_rate_control.py`` checks that every level is byte-identical to a direct encode.
 
 * ``--target-size B`` (like cwebp's ``-size``, avifenc's ``--target-size``): the largest file of
   at most ``B`` bytes, metadata included. Whole levels are too coarse (one more stage can
@@ -23,7 +24,8 @@ byte-identical to a direct encode at that quality.
   largest count that fits. No synthesis: on Kodak the mask is above the chord between whole levels
   everywhere, and choosing between it and the priority order by decoded PSNR would gain 0.007 dB
   on average for one synthesis per candidate (benchmarks/results/target_size/kodak.md).
-  Quality 1 if even that is too large (``met`` is then False).
+  Quality 1 if even that is too large (``met`` is then False). Part-way stages exist only
+  between stage-only levels; above them, the highest whole level that fits.
 * ``--target-bpp X``: the same, for a budget of ``floor(X * width * height / 8)`` bytes.
 * ``--target-psnr Y`` (like cwebp's ``-psnr``): the smallest file whose decoded image reaches
   ``Y`` dB PSNR (RGB, 8 bits); a binary search over the levels, so about
@@ -82,6 +84,7 @@ class RateChoice:
     coded_cells: int | None = None
     cells: int | None = None
     mask: bytes | None = None
+    stages: int | None = None  # the stage count, when rate control chose a stage-only file by size
 
     @property
     def selection(self) -> int | bytes | None:
@@ -94,7 +97,10 @@ class RateChoice:
         """The quality as a fraction: ``quality - 1 + coded_cells / cells`` for a part-way stage."""
         if self.coded_cells is None or not self.cells:
             return float(self.quality)
-        return self.quality - 1 + self.coded_cells / self.cells
+        stages = self.stages if self.stages is not None else self.quality
+        if stages > self.quality:  # past the stage-only levels: it sits above the level in its header
+            return float(self.quality)
+        return stages - 1 + self.coded_cells / self.cells
 
 
 class QualityLadder:
@@ -106,17 +112,31 @@ class QualityLadder:
 
     def __init__(self, weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None,
                  metadata: Metadata | None = None) -> None:
+        from vqz.codec.levels import level_plans
         from vqz.codec.pipeline import encode_array_indices, quality_range
 
         self.weights = weights
         self.rgb = rgb
         self.levels = quality_range(weights)
+        self.plans = level_plans(weights)
+        #: the stage-only levels (a prefix of ``levels``): part-way stages live between them
+        self.stage_levels = range(1, 1 + sum(plan.residual_step is None for plan in self.plans))
+        top = self.stage_levels[-1]
+        if any(plan.stages > top for plan in self.plans):
+            raise ValueError("a residual level codes more stages than the highest stage-only level")
         self.metadata = metadata or Metadata()
-        full, _, self._indices, self._latent = encode_array_indices(weights, rgb, self.levels[-1], alpha, keep_latent=True)
+        #: every stage of the model is encoded (greedy: each stage-only file is a prefix): part-way stages
+        #: also run past the highest stage-only level, below the first residual level
+        self.num_stages = weights.config.num_stages
+        full, _, self._indices, self._latent = encode_array_indices(weights, rgb, top, alpha, keep_latent=True,
+                                                                    stages=self.num_stages)
         full = attach(full, self.metadata)
         parsed = unpack_file(full)
         self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
-        self._files: dict[int, bytes] = {self.levels[-1]: full}
+        self._files: dict[int, bytes] = {}
+        self._stage_files: dict[int, bytes] = {self.num_stages: full}
+        self._bases: dict[int, np.ndarray] = {}
+        self._residual_files: dict[tuple[int, float], bytes] = {}
         self._partial: dict[tuple[int, int | bytes], bytes] = {}
         self._psnr: dict[int, float] = {}
         self._partial_psnr: dict[tuple[int, int | bytes], float] = {}
@@ -134,7 +154,7 @@ class QualityLadder:
     @property
     def partway(self) -> bool:
         """Whether the model can stop a stage part-way (it codes stages 1.. under context tables)."""
-        return self.weights.entropy.stages is not None and len(self.levels) > 1
+        return self.weights.entropy.stages is not None and len(self.stage_levels) > 1
 
     def partial_file(self, quality: int, coded: int | bytes) -> bytes:
         """The file with ``quality`` stages, the last of which codes only some of its cells: an int
@@ -142,18 +162,19 @@ class QualityLadder:
         the cells of the blocks of that packed block mask (flag bit 3)."""
         self._check_partial(quality, coded)
         if coded == self.cells:
-            return self.file(quality)
+            return self.stage_file(quality)
         key = (quality, coded)
         if key not in self._partial:
             stage = quality - 1
             plane, prefix = self._indices[stage], self._indices[:stage]
+            level = self.stage_level(quality)
             if isinstance(coded, bytes):
                 cells = self._mask_cells(coded)
                 last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=cells)
-                header = replace(self._header, quality=quality, coded_cells=int(cells.size), mask=coded)
+                header = replace(self._header, quality=level, coded_cells=int(cells.size), mask=coded)
             else:
                 last = self.weights.entropy.encode_plane(plane, stage, prefix, coded)
-                header = replace(self._header, quality=quality, coded_cells=coded)
+                header = replace(self._header, quality=level, coded_cells=coded)
             self._partial[key] = pack(header, self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
         return self._partial[key]
 
@@ -167,7 +188,7 @@ class QualityLadder:
 
         self._check_partial(quality, coded)
         if coded == self.cells:
-            return self.psnr(quality)
+            return psnr(self.rgb, self.render_stages(quality))
         key = (quality, coded)
         if key not in self._partial_psnr:
             indices = self.partial_indices(quality, coded)
@@ -211,8 +232,8 @@ class QualityLadder:
         return mask_cells(mask, self._header.grid_height, self._header.grid_width)
 
     def _check_partial(self, quality: int, coded: int | bytes) -> None:
-        if quality not in self.levels or quality < 2:
-            raise ValueError(f"a part-way stage needs quality in 2..{self.levels.stop - 1}, got {quality}")
+        if not 2 <= quality <= self.num_stages:
+            raise ValueError(f"a part-way stage needs a stage count in 2..{self.num_stages}, got {quality}")
         if isinstance(coded, bytes):
             from vqz.bitstream.container import mask_size
 
@@ -221,14 +242,50 @@ class QualityLadder:
         elif not 0 <= coded <= self.cells:
             raise ValueError(f"coded cells must be in 0..{self.cells}, got {coded}")
 
+    def stage_level(self, stages: int) -> int:
+        """The quality field of a stage-only file of ``stages`` stages: that level, or past the highest
+        stage-only level, that level (the file sits above it)."""
+        return min(stages, self.stage_levels[-1])
+
+    def stage_file(self, stages: int) -> bytes:
+        """The stage-only file of the first ``stages`` stages (1..num_stages), every stage whole."""
+        if not 1 <= stages <= self.num_stages:
+            raise ValueError(f"stages must be in 1..{self.num_stages}, got {stages}")
+        if stages not in self._stage_files:
+            self._stage_files[stages] = pack(replace(self._header, quality=self.stage_level(stages)),
+                                             self._payloads[:stages], self._alpha, **self.metadata.chunks())
+        return self._stage_files[stages]
+
+    def render_stages(self, stages: int) -> np.ndarray:
+        """(H, W, 3) uint8: what the decoder shows for the first ``stages`` whole stages (cached)."""
+        from vqz.codec.pipeline import render
+
+        if stages not in self._bases:
+            self._bases[stages] = render(self.weights, self._indices[:stages], *self.rgb.shape[:2])
+        return self._bases[stages]
+
+    def residual_file(self, quality: int, step: float) -> bytes:
+        """The file of residual level ``quality``'s stages plus a residual layer of luma ``step`` (the
+        level's own step gives the level's file; rate control tries the steps between levels)."""
+        from vqz.codec.pipeline import residual_layer
+
+        stages = self.plans[quality - 1].stages
+        key = (quality, step)
+        if key not in self._residual_files:
+            residual = residual_layer(self.weights, self.rgb, self._indices[:stages], step, base=self.render_stages(stages))
+            self._residual_files[key] = pack(replace(self._header, quality=quality), self._payloads[:stages],
+                                             self._alpha, residual=residual, **self.metadata.chunks())
+        return self._residual_files[key]
+
     def file(self, quality: int) -> bytes:
-        """The complete ``.vqz`` file at ``quality``: the first ``quality`` payloads, repacked."""
+        """The complete ``.vqz`` file at ``quality``: the first payloads its plan codes, repacked, and
+        the plan's residual layer if any."""
         if quality not in self.levels:
             raise ValueError(f"quality must be in {self.levels.start}..{self.levels.stop - 1}, got {quality}")
-        if quality not in self._files:
-            self._files[quality] = pack(replace(self._header, quality=quality), self._payloads[:quality], self._alpha,
-                                        **self.metadata.chunks())
-        return self._files[quality]
+        plan = self.plans[quality - 1]
+        if plan.residual_step is None:
+            return self.stage_file(plan.stages)
+        return self.residual_file(quality, plan.residual_step)
 
     def bpp(self, quality: int) -> float:
         """Bits per pixel of the whole file at ``quality`` (header and CRC included)."""
@@ -295,23 +352,57 @@ def choose_for_size(ladder: QualityLadder, target_bytes: int, kinds: tuple[str, 
         raise ValueError(f"target size must be a positive whole number of bytes, got {target_bytes!r}")
     if not kinds or set(kinds) - set(PARTWAY_KINDS):
         raise ValueError(f"kinds must be some of {PARTWAY_KINDS}, got {kinds!r}")
-    fitting = [q for q in ladder.levels if len(ladder.file(q)) <= target_bytes]
+    residual_levels = ladder.levels[len(ladder.stage_levels):]
+    if residual_levels and len(ladder.file(residual_levels[0])) <= target_bytes:
+        return _residual_for_size(ladder, target_bytes)
+    fitting = [s for s in range(1, ladder.num_stages + 1) if len(ladder.stage_file(s)) <= target_bytes]
     if not fitting:
         return _whole(ladder, ladder.levels[0], met=False)
-    quality = max(fitting)
-    if quality == ladder.levels[-1] or not ladder.partway:
-        return _whole(ladder, quality)
+    quality = max(fitting)  # a stage count; past the stage-only levels, files of more stages than any level
+    if quality == ladder.num_stages or not ladder.partway:
+        return _stages(ladder, quality)
     # The mask, whenever a block fits: on Kodak it is above the chord between whole levels at every
     # point measured, the priority order is not (benchmarks/results/target_size/kodak.md).
     selection: int | bytes | None = _best_mask(ladder, quality + 1, target_bytes) if "mask" in kinds else None
     if selection is None and "order" in kinds:
         selection = _most_cells(ladder, quality + 1, target_bytes) or None
     if selection is None:
-        return _whole(ladder, quality)
+        return _stages(ladder, quality)
     data = ladder.partial_file(quality + 1, selection)
-    coded = unpack_file(data).header.coded_cells
-    return RateChoice(data, quality + 1, 8 * len(data) / ladder.pixels, None, True, coded, ladder.cells,
-                      selection if isinstance(selection, bytes) else None)
+    header = unpack_file(data).header
+    return RateChoice(data, header.quality, 8 * len(data) / ladder.pixels, None, True, header.coded_cells, ladder.cells,
+                      selection if isinstance(selection, bytes) else None, stages=quality + 1)
+
+
+#: Bisection steps over the residual step between two residual levels (a log scale).
+STEP_SEARCH_TRIES = 10
+
+
+def _residual_for_size(ladder: QualityLadder, target_bytes: int) -> RateChoice:
+    """The largest residual-layer file that fits, when the first residual level does: the highest
+    residual level that fits, then the finest step between its step and the next level's whose file
+    still fits (bisection on the logarithm of the step, every candidate measured)."""
+    residual_levels = [q for q in ladder.levels[len(ladder.stage_levels):]]
+    fitting = [q for q in residual_levels if len(ladder.file(q)) <= target_bytes]
+    quality = max(fitting)
+    if quality == residual_levels[-1]:
+        return _whole(ladder, quality)
+    coarse, fine = ladder.plans[quality - 1].residual_step, ladder.plans[quality].residual_step
+    best = ladder.file(quality)
+    low, high = math.log(coarse), math.log(fine)  # low fits, high does not
+    for _ in range(STEP_SEARCH_TRIES):
+        middle = (low + high) / 2
+        data = ladder.residual_file(quality, round(math.exp(middle) * 16) / 16)
+        if len(data) <= target_bytes:
+            low, best = middle, max(best, data, key=len)
+        else:
+            high = middle
+    return RateChoice(best, quality, 8 * len(best) / ladder.pixels, None, True)
+
+
+def _stages(ladder: QualityLadder, stages: int) -> RateChoice:
+    data = ladder.stage_file(stages)
+    return RateChoice(data, ladder.stage_level(stages), 8 * len(data) / ladder.pixels, None, True, stages=stages)
 
 
 #: Blocks beyond the longest fitting prefix tried one by one to fill what is left of the budget.

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from vqz.bitstream import FORMAT_VERSION, MAGIC, Header, header_size, pack, unpack
+from vqz.bitstream import BASE_VERSION, FORMAT_VERSION, MAGIC, Header, header_size, pack, unpack
 from vqz.errors import FormatError
 
 HEADER = Header("vqz-test-model", bytes(range(8)), width=77, height=33, quality=3, grid_height=5, grid_width=10)
@@ -71,7 +71,7 @@ def test_extreme_header_fields_are_refused(field, value):
     fields = dict(width=header.width, height=header.height, quality=header.quality, grid_height=header.grid_height,
                   grid_width=header.grid_width)
     fields[field] = value
-    body = (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0, len(model_id)) + model_id + header.model_hash
+    body = (MAGIC + struct.pack("<BBB", BASE_VERSION, 0, len(model_id)) + model_id + header.model_hash
             + struct.pack("<IIBBHH", fields["width"], fields["height"], fields["quality"], 0, fields["grid_height"], fields["grid_width"]))
     with pytest.raises(FormatError):
         unpack(_with_valid_crc(body))
@@ -79,7 +79,7 @@ def test_extreme_header_fields_are_refused(field, value):
 
 def test_oversized_payload_length_is_refused_before_allocating():
     model_id = HEADER.model_id.encode()
-    body = (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0, len(model_id)) + model_id + HEADER.model_hash
+    body = (MAGIC + struct.pack("<BBB", BASE_VERSION, 0, len(model_id)) + model_id + HEADER.model_hash
             + struct.pack("<IIBBHH", 10, 10, 1, 1, 2, 2) + b"\xff\xff\xff\xff\x0f")
     with pytest.raises(FormatError):
         unpack(_with_valid_crc(body))
@@ -162,7 +162,7 @@ def test_every_count_up_to_the_grid_is_accepted(count):
 def _partial_body(count_bytes: bytes, payload_count: int = 3) -> bytes:
     model_id = PARTIAL.model_id.encode()
     payloads = PAYLOADS[:payload_count]
-    return (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0x04, len(model_id)) + model_id + PARTIAL.model_hash
+    return (MAGIC + struct.pack("<BBB", BASE_VERSION, 0x04, len(model_id)) + model_id + PARTIAL.model_hash
             + struct.pack("<IIBBHH", 77, 33, 3, len(payloads), 5, 10)
             + b"".join(bytes([len(p)]) if len(p) < 128 else b"\xac\x02" for p in payloads)
             + count_bytes + b"".join(payloads))
@@ -245,7 +245,7 @@ def test_a_mask_that_disagrees_with_the_count_or_the_grid_is_refused():
     model_id = PARTIAL.model_id.encode()
 
     def body(count: bytes, mask: bytes) -> bytes:
-        return (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0x0C, len(model_id)) + model_id + PARTIAL.model_hash
+        return (MAGIC + struct.pack("<BBB", BASE_VERSION, 0x0C, len(model_id)) + model_id + PARTIAL.model_hash
                 + struct.pack("<IIBBHH", 77, 33, 3, 3, 5, 10)
                 + b"".join(bytes([len(p)]) if len(p) < 128 else b"\xac\x02" for p in PAYLOADS)
                 + count + mask + b"".join(PAYLOADS))
@@ -270,7 +270,7 @@ def test_a_mask_that_disagrees_with_the_count_or_the_grid_is_refused():
 def test_a_huge_grid_with_a_short_file_is_refused_before_reading_the_mask():
     # 65535 x 65535 cells: 268 M blocks, a 33.5 MB mask; the file ends first, nothing is allocated.
     model_id = PARTIAL.model_id.encode()
-    data = (MAGIC + struct.pack("<BBB", FORMAT_VERSION, 0x0C, len(model_id)) + model_id + PARTIAL.model_hash
+    data = (MAGIC + struct.pack("<BBB", BASE_VERSION, 0x0C, len(model_id)) + model_id + PARTIAL.model_hash
             + struct.pack("<IIBBHH", 1 << 20, 1 << 11, 3, 2, 0xFFFF, 0xFFFF) + b"\x00\x00" + b"\x00" + b"\x00" * 64)
     with pytest.raises(FormatError, match="truncated \\(in block mask\\)"):
         unpack(_with_valid_crc(data))

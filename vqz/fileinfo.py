@@ -37,6 +37,8 @@ class VqzInfo:
     ``partway`` says: ``"order"``, the first in the order derived from the stages before, or
     ``"mask"``, the cells of ``mask_blocks`` of the grid's ``grid_blocks`` blocks (docs/FORMAT.md,
     "Part-way last stage"; all three ``None`` without a part-way stage, the last two without a mask);
+    ``residual_bytes`` is the pixel residual layer (0: none; format version 3), coded at the luma step
+    ``residual_step`` (pixel units; chroma ``residual_step * residual_chroma``);
     ``header_bytes`` everything else (header fields and CRC). ``metadata_bytes``: the size of
     each metadata chunk (``exif``, ``xmp``, ``icc``); ``camera_make``, ``camera_model``,
     ``date`` (DateTimeOriginal, else DateTime) and ``gps`` (a GPS block is present) come
@@ -66,6 +68,9 @@ class VqzInfo:
     partway: str | None = None
     mask_blocks: int | None = None
     grid_blocks: int | None = None
+    residual_bytes: int = 0
+    residual_step: float | None = None
+    residual_chroma: float | None = None
 
     @property
     def level(self) -> float:
@@ -112,6 +117,10 @@ def read_info(data: VqzInput) -> VqzInfo:
     header, payloads = parsed.header, parsed.payloads
     sizes = [len(p) for p in payloads]
     alpha_bytes = len(parsed.alpha) if parsed.alpha is not None else 0
+    residual_bytes = len(parsed.residual) if parsed.residual is not None else 0
+    step = chroma = None
+    if residual_bytes >= 3:  # its first fields: u16 step * 16, u8 chroma multiplier * 16 (codec/residual.py)
+        step, chroma = int.from_bytes(parsed.residual[:2], "little") / 16, parsed.residual[2] / 16
     chunks = parsed.metadata_bytes
     return VqzInfo(
         format_version=header.version,
@@ -125,7 +134,7 @@ def read_info(data: VqzInput) -> VqzInfo:
         grid_width=header.grid_width,
         payload_bytes=sizes,
         alpha_bytes=alpha_bytes,
-        header_bytes=len(raw) - sum(sizes) - alpha_bytes - sum(chunks.values()),
+        header_bytes=len(raw) - sum(sizes) - alpha_bytes - residual_bytes - sum(chunks.values()),
         total_bytes=len(raw),
         bpp=8 * len(raw) / (header.width * header.height),
         metadata_bytes=chunks,
@@ -133,5 +142,8 @@ def read_info(data: VqzInput) -> VqzInfo:
         partway=None if header.coded_cells is None else "order" if header.mask is None else "mask",
         mask_blocks=None if header.mask is None else int.from_bytes(header.mask, "little").bit_count(),
         grid_blocks=None if header.mask is None else mask_blocks(header.grid_height, header.grid_width),
+        residual_bytes=residual_bytes,
+        residual_step=step,
+        residual_chroma=chroma,
         **_metadata.exif_summary(parsed.exif),  # type: ignore[arg-type]
     )

@@ -1,0 +1,58 @@
+"""Quality levels: what ``quality = q`` asks the encoder for.
+
+The low levels code only residual-VQ stages: level ``q`` is the first ``q`` stages (the first
+``PURE_LEVELS``, or all of a smaller model's). Above them, more stages buy little (the learned
+transforms cap the quality), so each higher level is the stages of the highest pure level plus the
+pixel residual layer (:mod:`vqz.codec.residual`) at a finer step, from :data:`RESIDUAL_LADDER`: on
+the held-out split that beats more stages at equal rate from about 0.35 bpp on, by +0.7 dB at 0.6 bpp
+and +1.3 dB at 1 bpp (benchmarks/probes/residual_ladder.md).
+
+Only the encoder uses this table: a file stores its stage count and the residual layer's
+parameters explicitly, so a decoder never needs it and a later ladder changes no file.
+Residual levels need a model whose latent cells are 8x8 pixel blocks (``downsampling == 8``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vqz.codec.weights import LoadedWeights
+
+__all__ = ["LevelPlan", "PURE_LEVELS", "RESIDUAL_LADDER", "level_plan", "level_plans"]
+
+PURE_LEVELS = 3
+#: (stages, luma step in pixel units) of the levels above the pure ones, coarse to fine. Every one
+#: builds on the same stages as the highest pure level, so each level's file is larger than the last.
+RESIDUAL_LADDER: tuple[tuple[int, float], ...] = ((3, 128.0), (3, 90.0), (3, 64.0), (3, 50.0), (3, 40.0), (3, 32.0),
+                                                  (3, 26.0), (3, 21.0), (3, 17.0), (3, 14.0), (3, 11.5), (3, 9.5),
+                                                  (3, 8.0))
+#: Encoder-side options of the residual layer (measured on the held-out split; the decoder reads
+#: the chroma multiplier and offset from the file, the rounding is the encoder's alone).
+RESIDUAL_CHROMA = 1.25
+RESIDUAL_OFFSET = 0.0
+RESIDUAL_ROUNDING = 0.33
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    """``stages``: residual-VQ stages coded; ``residual_step``: luma step of the residual layer
+    (pixel units), ``None`` for a level without one."""
+
+    stages: int
+    residual_step: float | None = None
+
+
+def level_plans(weights: LoadedWeights) -> list[LevelPlan]:
+    """The plan of every quality level of a model, level 1 first."""
+    num_stages = weights.config.num_stages
+    plans = [LevelPlan(s) for s in range(1, min(num_stages, PURE_LEVELS) + 1)]
+    if weights.config.downsampling == 8 and num_stages >= PURE_LEVELS:
+        plans += [LevelPlan(min(stages, num_stages), step) for stages, step in RESIDUAL_LADDER]
+    return plans
+
+
+def level_plan(weights: LoadedWeights, quality: int) -> LevelPlan:
+    """The plan of ``quality`` (1-based; the caller checks the range)."""
+    return level_plans(weights)[quality - 1]
