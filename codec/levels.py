@@ -4,8 +4,9 @@ The low levels code only residual-VQ stages: level ``q`` is the first ``q`` stag
 ``PURE_LEVELS``, or all of a smaller model's). Above them, more stages buy little (the learned
 transforms cap the quality), so each higher level is the stages of the highest pure level plus the
 pixel residual layer (:mod:`vqz.codec.residual`) at a finer step, from :data:`RESIDUAL_LADDER`: on
-the held-out split that beats more stages at equal rate from about 0.35 bpp on, by +0.7 dB at 0.6 bpp
-and +1.3 dB at 1 bpp (benchmarks/probes/residual_ladder.md).
+the held-out split that beats more stages at equal rate in PSNR from about 0.5 bpp on, by +0.6 dB at
+0.6 bpp and +1.6 dB at 1 bpp, but not in MS-SSIM (-0.3 to -0.8 dB at equal rate; stages are the
+more MS-SSIM-efficient representation; benchmarks/probes/residual_ladder.md).
 
 Only the encoder uses this table: a file stores its stage count and the residual layer's
 parameters explicitly, so a decoder never needs it and a later ladder changes no file.
@@ -22,17 +23,22 @@ if TYPE_CHECKING:
 
 __all__ = ["LevelPlan", "PURE_LEVELS", "RESIDUAL_LADDER", "level_plan", "level_plans"]
 
-PURE_LEVELS = 3
+PURE_LEVELS = 4
 #: (stages, luma step in pixel units) of the levels above the pure ones, coarse to fine. Every one
 #: builds on the same stages as the highest pure level, so each level's file is larger than the last.
-RESIDUAL_LADDER: tuple[tuple[int, float], ...] = ((3, 128.0), (3, 90.0), (3, 64.0), (3, 50.0), (3, 40.0), (3, 32.0),
-                                                  (3, 26.0), (3, 21.0), (3, 17.0), (3, 14.0), (3, 11.5), (3, 9.5),
-                                                  (3, 8.0))
+#: Base 4, not 3: on the held-out split base 3 has the best PSNR (+0.07 dB at 1 bpp, +0.19 at 0.6) but
+#: base 4 the better MS-SSIM (+0.30 dB at 1 bpp, +0.39 at 0.6; benchmarks/probes/residual_ladder.md).
+RESIDUAL_LADDER: tuple[tuple[int, float], ...] = ((4, 100.0), (4, 72.0), (4, 52.0), (4, 40.0), (4, 32.0), (4, 26.0),
+                                                  (4, 21.0), (4, 17.0), (4, 14.0), (4, 11.5), (4, 9.5), (4, 8.0))
 #: Encoder-side options of the residual layer (measured on the held-out split; the decoder reads
 #: the chroma multiplier and offset from the file, the rounding is the encoder's alone).
 RESIDUAL_CHROMA = 1.25
 RESIDUAL_OFFSET = 0.0
 RESIDUAL_ROUNDING = 0.33
+#: Frequency tilt of the residual steps (codec/residual.py): the highest band's step is twice the lowest's.
+#: On 8 held-out images at base 3, +0.25 dB MS-SSIM for -0.02 dB PSNR at equal rate against 0 (tilt 2:
+#: +0.31 / -0.10; benchmarks/probes/residual_ladder.md).
+RESIDUAL_TILT = 1.0
 
 
 @dataclass(frozen=True)

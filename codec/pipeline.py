@@ -33,7 +33,8 @@ import numpy as np
 
 from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS
-from vqz.codec.levels import RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, LevelPlan, level_plan, level_plans
+from vqz.codec.levels import (RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan, level_plan,
+                              level_plans)
 from vqz.codec.padding import compute_padding, pad_rgb
 from vqz.codec.stage_context import PrefixLatent, mask_cells
 from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
@@ -178,12 +179,10 @@ def residual_layer(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray,
     height, width = rgb.shape[:2]
     if base is None:
         base = render(weights, indices, height, width)
-    (left, right, top, bottom), _ = compute_padding(height, width, min_div=8)
-    residual = np.pad(rgb.astype(np.float32) - base.astype(np.float32), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    (left, _, top, _), _ = compute_padding(height, width, min_div=8)
     activity = whole_stage_activity(weights, indices, indices.shape[0])
-    payload, _ = encode_residual(residual, ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET), activity,
-                                 RESIDUAL_ROUNDING)
-    return payload
+    return encode_residual(rgb, base, top, left, indices.shape[1:], ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET, tilt=RESIDUAL_TILT),
+                           activity, RESIDUAL_ROUNDING)
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
@@ -260,12 +259,11 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
 
 
 def _add_residual(weights: LoadedWeights, header: Header, payload: bytes, indices: np.ndarray, base: np.ndarray) -> np.ndarray:
-    from vqz.codec.residual import apply_residual, decode_residual
+    from vqz.codec.residual import decode_residual
 
     if weights.config.downsampling != 8:
         raise FormatError(f"file has a residual layer, model {weights.model_id} cannot carry one")
     whole = indices.shape[0] - (header.coded_cells is not None)
     activity = whole_stage_activity(weights, indices, whole)
-    residual = decode_residual(payload, (header.grid_height, header.grid_width), activity)
     (left, _, top, _), _ = compute_padding(header.height, header.width, min_div=8)
-    return apply_residual(base, residual, top, left)
+    return decode_residual(payload, base, top, left, (header.grid_height, header.grid_width), activity)

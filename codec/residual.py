@@ -12,8 +12,9 @@ Invariants shared by encoder and decoder (docs/FORMAT.md, "Residual layer"):
   (``downsampling == 8``), pixels ``[8i - top, 8i - top + 8) x [8j - left, 8j - left + 8)`` of the
   image, ``(left, top)`` the centred padding of :func:`vqz.codec.padding.compute_padding`; pixels
   outside the image are coded (the encoder fills them as it likes) and cropped by the decoder;
-* coefficients ``k`` are integers in ``[-MAX_LEVEL, MAX_LEVEL]``; channel ``c`` (Y, Cb, Cr) has the
-  step ``step`` (Y) or ``step * chroma`` (Cb, Cr); the decoder rebuilds ``sign(k) (|k| - offset) step_c``;
+* coefficients ``k`` are integers in ``[-MAX_LEVEL, MAX_LEVEL]``; frequency ``(u, v)`` of channel ``c``
+  (Y, Cb, Cr) has the step ``step_c (1 + tilt (u + v) / 14)``, ``step_c`` = ``step`` (Y) or
+  ``step * chroma`` (Cb, Cr); the decoder rebuilds ``sign(k) max(|k| - offset, 0) step_c(u, v)``;
 * the coefficients are coded channel by channel, then band by band (band = ``u + v`` of the
   frequency ``(u, v)``, 0..14), each band over the whole image; within a band, the blocks are
   grouped by a context class computed in integers from what is decoded already:
@@ -31,8 +32,9 @@ Invariants shared by encoder and decoder (docs/FORMAT.md, "Residual layer"):
 * every probability table is built from integers (:data:`RATIOS`) by integer arithmetic and one
   exact division, so the entropy decoding is bit-identical on every machine.
 
-Payload: ``u16`` step * 16, ``u8`` chroma multiplier * 16, ``u8`` reconstruction offset * 64, three
-ULEB128 activity edges (ascending), then the 32-bit words of one constriction range coder.
+Payload: ``u16`` step * 16, ``u8`` chroma multiplier * 16, ``u8`` reconstruction offset * 64, ``u8``
+frequency tilt * 16, three ULEB128 activity edges (ascending), then the 32-bit words of one
+constriction range coder.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ import numpy as np
 
 from vqz.errors import FormatError
 
-__all__ = ["BLOCK", "MIN_STEP", "ResidualParams", "apply_residual", "decode_residual", "encode_residual"]
+__all__ = ["BLOCK", "MIN_STEP", "ResidualParams", "decode_levels", "decode_residual", "encode_levels", "encode_residual",
+           "quantize_residual", "render_residual"]
 
 BLOCK = 8
 #: Largest |coefficient|: with a luma step >= MIN_STEP and rounding offset <= 0.5 no coefficient of a
@@ -83,42 +86,51 @@ _DCT = _dct_matrix().astype(np.float32)
 
 class ResidualParams:
     """What the decoder needs besides the coefficients: luma step (pixel units, >= MIN_STEP), chroma
-    step multiplier (>= 1), reconstruction offset toward zero (in steps, 0..0.5), activity edges."""
+    step multiplier (>= 1), reconstruction offset toward zero (in steps, 0..0.5), activity edges, and
+    the frequency tilt ``t`` (0..15.9375): band ``b`` of channel ``c`` has the step
+    ``step_c * (1 + t * b / 14)`` (coarser high frequencies; 0 = one step for every frequency)."""
 
-    __slots__ = ("step", "chroma", "offset", "edges")
+    __slots__ = ("step", "chroma", "offset", "edges", "tilt")
 
-    def __init__(self, step: float, chroma: float = 1.25, offset: float = 0.0, edges: tuple[int, int, int] = (0, 0, 0)):
+    def __init__(self, step: float, chroma: float = 1.25, offset: float = 0.0, edges: tuple[int, int, int] = (0, 0, 0),
+                 tilt: float = 0.0):
         self.step = round(step * 16) / 16
         self.chroma = round(chroma * 16) / 16
         self.offset = round(offset * 64) / 64
         self.edges = tuple(int(e) for e in edges)
+        self.tilt = round(tilt * 16) / 16
         if not MIN_STEP <= self.step < 4096:
             raise ValueError(f"residual step must be in {MIN_STEP}..4095, got {step}")
         if not 1 <= self.chroma < 16:
             raise ValueError(f"chroma step multiplier must be in 1..15, got {chroma}")
         if not 0 <= self.offset <= 0.5:
             raise ValueError(f"reconstruction offset must be in 0..0.5, got {offset}")
+        if not 0 <= self.tilt < 16:
+            raise ValueError(f"frequency tilt must be in 0..15.9375, got {tilt}")
         if len(self.edges) != ACTIVITY_CLASSES - 1 or any(e < 0 for e in self.edges) or list(self.edges) != sorted(self.edges):
             raise ValueError("activity edges must be 3 ascending non-negative integers")
 
-    def steps(self) -> tuple[float, float, float]:
-        return self.step, self.step * self.chroma, self.step * self.chroma
+    def steps(self) -> list[np.ndarray]:
+        """Per channel (Y, Cb, Cr), the (64,) float32 step of each row-major frequency."""
+        tilt = (1 + self.tilt * _BAND / (NUM_BANDS - 1)).astype(np.float32)
+        return [np.float32(self.step * (self.chroma if c else 1.0)) * tilt for c in range(3)]
 
     def pack(self) -> bytes:
-        head = struct.pack("<HBB", round(self.step * 16), round(self.chroma * 16), round(self.offset * 64))
+        head = struct.pack("<HBBB", round(self.step * 16), round(self.chroma * 16), round(self.offset * 64),
+                           round(self.tilt * 16))
         return head + b"".join(_varint(e) for e in self.edges)
 
     @classmethod
     def unpack(cls, data: bytes) -> tuple[ResidualParams, int]:
-        if len(data) < 4:
+        if len(data) < 5:
             raise FormatError("residual layer is truncated")
-        step16, chroma16, offset64 = struct.unpack("<HBB", data[:4])
-        pos, edges = 4, []
+        step16, chroma16, offset64, tilt16 = struct.unpack("<HBBB", data[:5])
+        pos, edges = 5, []
         for _ in range(ACTIVITY_CLASSES - 1):
             value, pos = _read_varint(data, pos)
             edges.append(value)
         try:
-            return cls(step16 / 16, chroma16 / 16, offset64 / 64, tuple(edges)), pos
+            return cls(step16 / 16, chroma16 / 16, offset64 / 64, tuple(edges), tilt16 / 16), pos
         except ValueError as error:
             raise FormatError(f"residual layer: {error}") from None
 
@@ -233,64 +245,81 @@ def _inverse(coefficients: np.ndarray, gh: int, gw: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ coding
-def encode_residual(residual: np.ndarray, params: ResidualParams, activity: np.ndarray | None,
-                    rounding: float = 0.25, reconstruct: bool = False) -> tuple[bytes, np.ndarray | None]:
-    """Code a residual.
+#: Block rows transformed at a time (bounds the float temporaries: 64 rows of an 8K image are 47 MB).
+STRIP_BLOCKS = 64
+
+
+def _image_rows(start: int, stop: int, offset: int, size: int) -> np.ndarray:
+    """Image indices of padded-frame positions ``start..stop - 1`` (the edge repeated outside the image)."""
+    return np.clip(np.arange(start, stop) - offset, 0, size - 1)
+
+
+def quantize_residual(rgb: np.ndarray, base: np.ndarray, top: int, left: int, grid: tuple[int, int],
+                      params: ResidualParams, rounding: float = 0.33) -> list[np.ndarray]:
+    """The residual's quantized DCT coefficients (encoder only).
 
     Args:
-        residual: (8 gh, 8 gw, 3) float RGB residual over the padded frame (``rgb - base``, pixel units).
-        params: step, chroma multiplier, offset; its ``edges`` are replaced by :func:`activity_edges`.
-        activity: (gh, gw) int64 latent activity after the file's stages, or None (no stage contexts).
-        rounding: dead-zone rounding offset of the quantizer (encoder only; 0.5 = plain rounding).
-        reconstruct: also return what the decoder will rebuild.
+        rgb, base: (H, W, 3) uint8 image and what the file's stages decode to.
+        top, left: where the image sits in the padded frame of the (gh, gw) ``grid``.
+        params: the steps; rounding: dead-zone rounding offset (0.5 = plain rounding).
 
     Returns:
-        The payload and, with ``reconstruct``, the (8 gh, 8 gw, 3) float32 residual the decoder will
-        rebuild from it (else None).
+        Three (gh, gw, 64) int16 planes, Y, Cb, Cr, frequencies row-major, ``|k| <= MAX_LEVEL``.
+        The padding of the frame repeats the image's edge residual.
     """
     if not 0 <= rounding <= 0.5:
         raise ValueError(f"rounding offset must be in 0..0.5, got {rounding}")
-    gh, gw = residual.shape[0] // BLOCK, residual.shape[1] // BLOCK
+    gh, gw = grid
+    height, width = rgb.shape[:2]
+    columns = _image_rows(0, gw * BLOCK, left, width)
+    levels = [np.empty((gh, gw, BLOCK * BLOCK), dtype=np.int16) for _ in range(3)]
+    for i0 in range(0, gh, STRIP_BLOCKS):
+        i1 = min(gh, i0 + STRIP_BLOCKS)
+        rows = _image_rows(i0 * BLOCK, i1 * BLOCK, top, height)
+        strip = rgb[rows][:, columns].astype(np.float32) - base[rows][:, columns].astype(np.float32)
+        for c, step in enumerate(params.steps()):
+            coef = _forward(strip @ _RGB_TO_YCC[c].astype(np.float32), i1 - i0, gw)
+            k = np.minimum(np.floor(np.abs(coef) / step + np.float32(rounding)), MAX_LEVEL).astype(np.int16)
+            levels[c][i0:i1] = k * np.sign(coef).astype(np.int16)
+    return levels
+
+
+def encode_levels(levels: list[np.ndarray], params: ResidualParams, activity: np.ndarray | None) -> bytes:
+    """Three (gh, gw, 64) int16 coefficient planes -> the layer's payload.
+
+    ``activity``: (gh, gw) int64 latent activity of the file's whole stages, or None (no stage
+    contexts); the payload's activity edges are its quartiles (:func:`activity_edges`).
+    """
+    gh, gw = levels[0].shape[:2]
     if activity is not None:
-        params = ResidualParams(params.step, params.chroma, params.offset, activity_edges(activity))
+        params = ResidualParams(params.step, params.chroma, params.offset, activity_edges(activity), params.tilt)
     act = _activity_classes(activity, (gh, gw), params.edges)
     lengths = _code_lengths()
     encoder = constriction.stream.queue.RangeEncoder()
-    levels = []
-    for c, step in enumerate(params.steps()):
-        plane = residual @ _RGB_TO_YCC[c].astype(np.float32)  # (8 gh, 8 gw) float32, one channel at a time
-        coef = _forward(plane, gh, gw)
-        del plane
-        k = np.clip(np.floor(np.abs(coef) / np.float32(step) + np.float32(rounding)), 0, MAX_LEVEL).astype(np.int16)
-        k *= np.sign(coef).astype(np.int16)
-        del coef
-        if reconstruct:
-            levels.append(k)
-        absk = np.abs(k)
+    for k in levels:
+        flat = k.reshape(gh * gw, -1)
         lower = np.zeros((gh, gw), dtype=np.int64)
         predicted = [0] * NUM_CLASSES
-        for band, positions in enumerate(_BAND_POSITIONS):
+        for positions in _BAND_POSITIONS:
             classes = _classes(lower, act).ravel()
-            band_k = k.reshape(gh * gw, -1)[:, positions].astype(np.int64)
-            hist = np.bincount((classes[:, None] * (MAX_LEVEL + 1) + np.abs(band_k)).ravel(),
+            band_k = flat[:, positions].astype(np.int64)
+            magnitude = np.abs(band_k)
+            hist = np.bincount((classes[:, None] * (MAX_LEVEL + 1) + magnitude).ravel(),
                                minlength=NUM_CLASSES * (MAX_LEVEL + 1)).reshape(NUM_CLASSES, MAX_LEVEL + 1)
             for cls in np.flatnonzero(np.bincount(classes, minlength=NUM_CLASSES)):
-                if hist[cls, 1:].sum() == 0:
-                    index = 0
-                else:
-                    index = int(np.argmin((lengths[1:] * hist[cls]).sum(1))) + 1
+                index = 0 if hist[cls, 1:].sum() == 0 else int(np.argmin((lengths[1:] * hist[cls]).sum(1))) + 1
                 encoder.encode(np.array([index - predicted[cls] + NUM_SCALES], dtype=np.int32), _scale_model())
                 predicted[cls] = index
                 if index:
                     symbols = band_k[classes == cls].ravel() + MAX_LEVEL
                     encoder.encode(symbols.astype(np.int32), _coefficient_model(index))
-            lower += absk[..., positions].sum(-1, dtype=np.int64)
-    payload = params.pack() + encoder.get_compressed().astype("<u4").tobytes()
-    return payload, _reconstruct(levels, params, gh, gw) if reconstruct else None
+            lower += magnitude.sum(-1).reshape(gh, gw)
+    return params.pack() + encoder.get_compressed().astype("<u4").tobytes()
 
 
-def decode_residual(payload: bytes, grid: tuple[int, int], activity: np.ndarray | None) -> np.ndarray:
-    """Payload -> the (8 gh, 8 gw, 3) float32 RGB residual over the padded frame of a (gh, gw) grid."""
+def decode_levels(payload: bytes, grid: tuple[int, int], activity: np.ndarray | None
+                  ) -> tuple[ResidualParams, list[np.ndarray]]:
+    """Payload -> its parameters and the three (gh, gw, 64) int16 coefficient planes of a (gh, gw) grid."""
     params, pos = ResidualParams.unpack(payload)
     words = payload[pos:]
     if len(words) % 4:
@@ -319,29 +348,48 @@ def decode_residual(payload: bytes, grid: tuple[int, int], activity: np.ndarray 
             levels.append(k.reshape(gh, gw, -1))
     except (ValueError, RuntimeError, AssertionError) as error:  # constriction: out of data
         raise FormatError(f"residual layer is corrupt ({error})") from None
-    return _reconstruct(levels, params, gh, gw)
+    return params, levels
 
 
-def _reconstruct(levels: list[np.ndarray], params: ResidualParams, gh: int, gw: int) -> np.ndarray:
-    """Three (gh, gw, 64) int16 coefficient planes (Y, Cb, Cr) -> (8 gh, 8 gw, 3) float32 RGB."""
-    out = np.zeros((gh * BLOCK, gw * BLOCK, 3), dtype=np.float32)
+def _strip_residual(levels: list[np.ndarray], params: ResidualParams, i0: int, i1: int) -> np.ndarray:
+    """Block rows ``i0..i1 - 1`` of the coefficient planes -> (8 (i1 - i0), 8 gw, 3) float32 RGB residual."""
+    gw = levels[0].shape[1]
+    out = np.zeros(((i1 - i0) * BLOCK, gw * BLOCK, 3), dtype=np.float32)
     to_rgb = _YCC_TO_RGB.astype(np.float32)
     for c, (k, step) in enumerate(zip(levels, params.steps())):
-        magnitude = np.maximum(np.abs(k).astype(np.float32) - np.float32(params.offset), 0) * np.float32(step)
-        plane = _inverse(np.copysign(magnitude, k.astype(np.float32)), gh, gw)
-        del magnitude
+        k = k[i0:i1].astype(np.float32)
+        magnitude = np.maximum(np.abs(k) - np.float32(params.offset), 0) * step
+        plane = _inverse(np.copysign(magnitude, k), i1 - i0, gw)
         for channel in range(3):
             out[..., channel] += plane * to_rgb[channel, c]
     return out
 
 
-def apply_residual(base: np.ndarray, residual: np.ndarray, top: int, left: int, rows: int = 256) -> np.ndarray:
-    """(H, W, 3) uint8 base + the residual over the padded frame (image at ``top``, ``left``) -> uint8
-    (``rows`` image rows at a time, so no full-size float copy of the image is made)."""
-    h, w = base.shape[:2]
+def render_residual(base: np.ndarray, levels: list[np.ndarray], params: ResidualParams, top: int, left: int) -> np.ndarray:
+    """(H, W, 3) uint8 ``base`` + the decoded residual (image at ``top``, ``left`` of the padded frame),
+    rounded and clipped -> (H, W, 3) uint8; a strip of block rows at a time."""
+    height, width = base.shape[:2]
+    gh = levels[0].shape[0]
     out = np.empty_like(base)
-    for start in range(0, h, rows):
-        stop = min(h, start + rows)
-        band = base[start:stop].astype(np.float32) + residual[top + start : top + stop, left : left + w]
-        out[start:stop] = np.clip(np.rint(band), 0, 255).astype(np.uint8)
+    for i0 in range(0, gh, STRIP_BLOCKS):
+        i1 = min(gh, i0 + STRIP_BLOCKS)
+        r0, r1 = max(0, i0 * BLOCK - top), min(height, i1 * BLOCK - top)
+        if r0 >= r1:
+            continue
+        residual = _strip_residual(levels, params, i0, i1)
+        band = base[r0:r1].astype(np.float32) + residual[r0 + top - i0 * BLOCK : r1 + top - i0 * BLOCK, left : left + width]
+        out[r0:r1] = np.clip(np.rint(band), 0, 255).astype(np.uint8)
     return out
+
+
+def encode_residual(rgb: np.ndarray, base: np.ndarray, top: int, left: int, grid: tuple[int, int],
+                    params: ResidualParams, activity: np.ndarray | None, rounding: float = 0.33) -> bytes:
+    """:func:`quantize_residual` then :func:`encode_levels`: the layer's payload."""
+    return encode_levels(quantize_residual(rgb, base, top, left, grid, params, rounding), params, activity)
+
+
+def decode_residual(payload: bytes, base: np.ndarray, top: int, left: int, grid: tuple[int, int],
+                    activity: np.ndarray | None) -> np.ndarray:
+    """:func:`decode_levels` then :func:`render_residual`: the (H, W, 3) uint8 image with the layer."""
+    params, levels = decode_levels(payload, grid, activity)
+    return render_residual(base, levels, params, top, left)

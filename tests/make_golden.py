@@ -5,7 +5,8 @@
 
 Writes tests/data/golden.png (a deterministic synthetic 48x40 image, only if missing) and,
 per model, tests/data/golden-<model id>-q3.vqz (its encoding at quality 3) and
-tests/data/golden-<model id>-q3-decoded.png (what decoding that file gives). The files of a
+tests/data/golden-<model id>-q3-decoded.png (what decoding that file gives); once, a file with a
+pixel residual layer (format version 3) of a textured image, tests/data/golden-residual-*. The files of a
 model that ships are never rewritten: they prove that files it wrote keep decoding.
 """
 
@@ -25,12 +26,41 @@ import vqz  # noqa: E402
 from vqz.codec.registry import WEIGHTS_DIR, available_models  # noqa: E402
 
 GOLDEN_QUALITY = 3
+#: A level with a pixel residual layer (format version 3), coded from a textured synthetic image.
+RESIDUAL_QUALITY = 12
+RESIDUAL_MODEL = "vqz-rvq16b-f8"
 
 
 def golden_paths(model_id: str) -> tuple[Path, Path]:
     """(the .vqz file, its decoded PNG) of ``model_id``."""
     stem = HERE / "data" / f"golden-{model_id}-q{GOLDEN_QUALITY}"
     return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def residual_paths(model_id: str) -> tuple[Path, Path]:
+    """(the .vqz file with a residual layer, its decoded PNG) of ``model_id``."""
+    stem = HERE / "data" / f"golden-residual-{model_id}-q{RESIDUAL_QUALITY}"
+    return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def textured_image() -> "np.ndarray":
+    """A deterministic 64x48 image with texture the first stages miss (smooth + strong noise)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    noisy = smooth_image(48, 64, seed=8).astype(np.int64) + rng.integers(-40, 41, (48, 64, 3))
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def write_residual(model_id: str) -> None:
+    source = HERE / "data" / "golden-texture.png"
+    if not source.exists():
+        Image.fromarray(textured_image()).save(source)
+    encoded = vqz.encode(source, quality=RESIDUAL_QUALITY, model=model_id)
+    coded, decoded = residual_paths(model_id)
+    coded.write_bytes(encoded)
+    Image.fromarray(vqz.decode_array(encoded)).save(decoded)
+    print(f"golden residual: {len(encoded)} bytes, model {model_id}")
 
 
 def write(model_id: str) -> None:
@@ -54,6 +84,8 @@ def main() -> None:
     for entry in available_models():
         if entry.path.parent == WEIGHTS_DIR and not golden_paths(entry.model_id)[0].exists():
             write(entry.model_id)
+    if not residual_paths(RESIDUAL_MODEL)[0].exists():
+        write_residual(RESIDUAL_MODEL)
 
 
 if __name__ == "__main__":

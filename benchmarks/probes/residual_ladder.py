@@ -5,12 +5,12 @@ import json, math, sys
 import numpy as np
 from PIL import Image
 from vqz.codec.registry import load_model
-from vqz.codec.pipeline import encode_array, decode_bytes, encode_indices, running_latent
+from vqz.codec.pipeline import encode_array_indices, decode_bytes, encode_indices, running_latent
 from vqz.codec.padding import compute_padding
 from vqz.codec import residual as R
 
 w = load_model(None)
-files = open('checkpoints/vqz-rvq16-f8/validation_files.txt').read().split()[::2]
+files = open("checkpoints/vqz-rvq16-f8/validation_files.txt").read().split()[::2][: int(sys.argv[2]) if len(sys.argv) > 2 else None]
 BASES = (2, 3, 4, 5, 6, 8)
 STEPS = (64, 48, 40, 32, 26, 21, 17, 14, 11, 9)
 OPTIONS = [dict(rounding=0.25, chroma=1.25, offset=0.0)]
@@ -29,18 +29,19 @@ for f in files:
     idx = encode_indices(w, rgb, 16)
     lat = running_latent(w, idx.shape[1:])
     for q in range(1, 17):
-        data, _ = encode_array(w, rgb, q)
+        data = encode_array_indices(w, rgb, min(q, 3), stages=q)[0]  # stage-only files of q stages
         base = decode_bytes(w, data)
         lat.add(idx[q - 1])
         rows.append(dict(f=f, kind='stages', q=q, bpp=len(data) * 8 / (H * W), psnr=psnr(rgb, base)))
         if q not in BASES:
             continue
         act = lat.activity()
-        res = np.pad(rgb.astype(np.float64) - base, ((top, bottom), (left, right), (0, 0)), mode='edge')
         for step in STEPS:
             for o in OPTIONS:
-                pay, rec = R.encode_residual(res.astype(np.float32), R.ResidualParams(step, o["chroma"], o["offset"]), act, o["rounding"], reconstruct=True)
-                out = R.apply_residual(base, rec, top, left)
+                params = R.ResidualParams(step, o['chroma'], o['offset'])
+                levels = R.quantize_residual(rgb, base, top, left, idx.shape[1:], params, o['rounding'])
+                pay = R.encode_levels(levels, params, act)
+                out = R.render_residual(base, levels, params, top, left)
                 rows.append(dict(f=f, kind='residual', q=q, step=step, **o, bpp=(len(data) + len(pay)) * 8 / (H * W), psnr=psnr(rgb, out)))
     print(f, flush=True)
 json.dump(rows, open('benchmarks/probes/residual_ladder%s.json' % ('_options' if OPTIONS[1:] else ''), 'w'))
