@@ -53,9 +53,12 @@ class VqzCodec(Codec):
     def description(self) -> str:
         import vqz
 
+        from vqz.bitstream import FORMAT_VERSION
+        from vqz.codec.levels import encoder_settings_id
+
         model = self._api.load_model()
-        return (f"vqz {vqz.__version__} (vqz.api), model {model.model_id} (weights {model.weights_hash.hex()}); "
-                "setting = quality level")
+        return (f"vqz {vqz.__version__} (vqz.api), model {model.model_id} (weights {model.weights_hash.hex()}), "
+                f"format {FORMAT_VERSION}, levels {encoder_settings_id()}; setting = quality level")
 
     def settings(self) -> list[Setting]:
         return list(self._levels)

@@ -4,8 +4,9 @@
 
 For every quality level, over every image of DIR: mean bpp from the file bytes (header
 included), mean PSNR (8-bit RGB) and MS-SSIM, encode and decode seconds per image
-(model loading excluded), header bytes, and the payload bits actually written against
-the model's own estimate and against fixed-length log2(K) bits per index.
+(model loading excluded), the stages and residual step of the level (codec/levels.py), the bpp of
+its residual layer, header bytes, and the stage payload bits actually written against the model's
+own estimate and against fixed-length log2(K) bits per index.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 from vqz.benchmarks.metrics import ms_ssim, psnr
 from vqz.codec.data import list_images
 from vqz.codec.image import to_rgb_array
+from vqz.bitstream import unpack_file
+from vqz.codec.levels import level_plan
 from vqz.codec.pipeline import decode_bytes, encode_array, quality_range
 from vqz.codec.registry import load_model
 
@@ -31,7 +34,8 @@ def measure(folder: Path, model: str | None = None, effort: int = 1,
     images = [(p.name, to_rgb_array(p)) for p in list_images(folder)]
     rows = []
     for quality in levels or quality_range(weights):
-        acc: dict[str, list[float]] = {k: [] for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "header_bytes")}
+        acc: dict[str, list[float]] = {k: [] for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "header_bytes",
+                                                      "residual_bpp")}
         written = estimated = fixed = 0.0
         for _, rgb in images:
             start = time.perf_counter()
@@ -46,11 +50,15 @@ def measure(folder: Path, model: str | None = None, effort: int = 1,
             acc["ms_ssim"].append(ms_ssim(rgb, decoded))
             acc["encode_s"].append(encode_s)
             acc["decode_s"].append(decode_s)
-            acc["header_bytes"].append(len(data) - sum(stats.payload_bits) / 8)
+            residual = unpack_file(data).residual or b""
+            acc["residual_bpp"].append(8 * len(residual) / pixels)
+            acc["header_bytes"].append(len(data) - sum(stats.payload_bits) / 8 - len(residual))
             written += sum(stats.payload_bits)
             estimated += sum(stats.estimated_bits)
             fixed += sum(stats.fixed_length_bits)
-        row = {"quality": quality, **{k: statistics.fmean(v) for k, v in acc.items()}}
+        plan = level_plan(weights, quality)
+        row = {"quality": quality, "stages": plan.stages, "residual_step": plan.residual_step,
+               **{k: statistics.fmean(v) for k, v in acc.items()}}
         row.update(encode_s_median=statistics.median(acc["encode_s"]), decode_s_median=statistics.median(acc["decode_s"]),
                    coded_over_fixed=written / fixed, coded_over_estimate=written / estimated)
         rows.append(row)
@@ -58,11 +66,14 @@ def measure(folder: Path, model: str | None = None, effort: int = 1,
 
 
 def to_markdown(rows: list[dict[str, float]]) -> str:
-    lines = ["| q | bpp | PSNR (dB) | MS-SSIM | encode s | decode s | header B | coded / fixed bits | coded / estimate |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| q | stages + residual step | bpp | residual bpp | PSNR (dB) | MS-SSIM | encode s | decode s | header B | "
+             "coded / fixed bits | coded / estimate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['quality']} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | {r['encode_s_median']:.2f} | "
-                     f"{r['decode_s_median']:.2f} | {r['header_bytes']:.0f} | {r['coded_over_fixed']:.3f} | {r['coded_over_estimate']:.4f} |")
+        plan = f"{r['stages']}" + ("" if r["residual_step"] is None else f" + {r['residual_step']:g}")
+        lines.append(f"| {r['quality']} | {plan} | {r['bpp']:.4f} | {r['residual_bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} | "
+                     f"{r['encode_s_median']:.2f} | {r['decode_s_median']:.2f} | {r['header_bytes']:.0f} | "
+                     f"{r['coded_over_fixed']:.3f} | {r['coded_over_estimate']:.4f} |")
     return "\n".join(lines)
 
 

@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
 
-__all__ = ["LevelPlan", "PURE_LEVELS", "RESIDUAL_LADDER", "level_plan", "level_plans"]
+__all__ = ["LevelPlan", "PURE_LEVELS", "RESIDUAL_LADDER", "encoder_settings_id", "level_plan", "level_plans"]
 
 PURE_LEVELS = 4
 #: (stages, luma step in pixel units) of the levels above the pure ones, coarse to fine. Every one
 #: builds on the same stages as the highest pure level, so each level's file is larger than the last.
 #: Base 4, not 3: on the held-out split base 3 has the best PSNR (+0.07 dB at 1 bpp, +0.19 at 0.6) but
 #: base 4 the better MS-SSIM (+0.30 dB at 1 bpp, +0.39 at 0.6; benchmarks/probes/residual_ladder.md).
-RESIDUAL_LADDER: tuple[tuple[int, float], ...] = ((4, 100.0), (4, 72.0), (4, 52.0), (4, 40.0), (4, 32.0), (4, 26.0),
-                                                  (4, 21.0), (4, 17.0), (4, 14.0), (4, 11.5), (4, 9.5), (4, 8.0))
+#: The steps space the levels evenly in log-rate on the held-out split, from level 4's rate (0.47 bpp there)
+#: to step 8's (1.95 bpp), about +12% per level (benchmarks/probes/residual_steps.json).
+RESIDUAL_LADDER: tuple[tuple[int, float], ...] = ((4, 57.0), (4, 42.0), (4, 34.0), (4, 28.0), (4, 24.0), (4, 20.5),
+                                                  (4, 17.5), (4, 15.0), (4, 13.0), (4, 11.0), (4, 9.5), (4, 8.0))
 #: Encoder-side options of the residual layer (measured on the held-out split; the decoder reads
 #: the chroma multiplier and offset from the file, the rounding is the encoder's alone).
 RESIDUAL_CHROMA = 1.25
@@ -62,3 +64,12 @@ def level_plans(weights: LoadedWeights) -> list[LevelPlan]:
 def level_plan(weights: LoadedWeights, quality: int) -> LevelPlan:
     """The plan of ``quality`` (1-based; the caller checks the range)."""
     return level_plans(weights)[quality - 1]
+
+
+def encoder_settings_id() -> str:
+    """A short fingerprint of what the encoder does per level (this ladder and the residual options):
+    benchmarks record it so that cached results of an older encoder are recognised as stale."""
+    import hashlib
+
+    text = repr((PURE_LEVELS, RESIDUAL_LADDER, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

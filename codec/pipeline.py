@@ -177,10 +177,10 @@ def residual_layer(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray,
     if weights.config.downsampling != 8:
         raise ImageError(f"model {weights.model_id} cannot carry a residual layer (its latent cells are not 8x8 blocks)")
     height, width = rgb.shape[:2]
+    activity = whole_stage_activity(weights, indices, indices.shape[0])  # before the synthesis: a lower peak
     if base is None:
         base = render(weights, indices, height, width)
     (left, _, top, _), _ = compute_padding(height, width, min_div=8)
-    activity = whole_stage_activity(weights, indices, indices.shape[0])
     return encode_residual(rgb, base, top, left, indices.shape[1:], ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET, tilt=RESIDUAL_TILT),
                            activity, RESIDUAL_ROUNDING)
 

@@ -59,18 +59,25 @@ def prefix_activity(context_codebooks: np.ndarray, prefix: np.ndarray) -> np.nda
     return latent.activity()
 
 
+#: Latent rows whose activity is computed at a time (an 8K grid's full-size int64 differences are 265 MB each).
+ACTIVITY_ROWS = 64
+
+
 def latent_activity(latent: np.ndarray) -> np.ndarray:
     """(H, W, M) int64 fixed-point latent -> (H, W) int64: sum over the 4 neighbours of the squared
     distance (:func:`prefix_activity` of the prefix that decodes to ``latent``)."""
+    height = latent.shape[0]
     activity = np.zeros(latent.shape[:2], dtype=np.int64)
-    for axis in (0, 1):
-        diff = np.diff(latent, axis=axis)
-        energy = np.einsum("...m,...m->...", diff, diff)  # exact: int64
-        lower = [slice(None), slice(None)]
-        upper = [slice(None), slice(None)]
-        lower[axis], upper[axis] = slice(1, None), slice(None, -1)
-        activity[tuple(lower)] += energy  # each cell gets its neighbour before ...
-        activity[tuple(upper)] += energy  # ... and after along this axis
+    for start in range(0, height, ACTIVITY_ROWS):  # row bands bound the temporaries (exact: int64 either way)
+        stop = min(height, start + ACTIVITY_ROWS)
+        across = np.diff(latent[start:stop], axis=1)
+        energy = np.einsum("...m,...m->...", across, across)
+        activity[start:stop, 1:] += energy  # each cell gets its left neighbour ...
+        activity[start:stop, :-1] += energy  # ... and its right one
+        down = latent[start + 1 : stop + 1] - latent[start : min(stop, height - 1)]  # rows r+1 - r, r < height - 1
+        energy = np.einsum("...m,...m->...", down, down)
+        activity[start + 1 : start + 1 + len(energy)] += energy  # the one above ...
+        activity[start : start + len(energy)] += energy  # ... and the one below
     return activity
 
 

@@ -204,3 +204,23 @@ def test_the_golden_residual_file_keeps_decoding():
     assert decoded.shape == expected.shape
     assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 2
     assert math.isfinite(float(decoded.mean()))
+
+
+def test_the_encoder_fingerprint_follows_the_ladder(monkeypatch):
+    from vqz.codec import levels
+
+    before = levels.encoder_settings_id()
+    monkeypatch.setattr(levels, "RESIDUAL_TILT", levels.RESIDUAL_TILT + 1)
+    assert levels.encoder_settings_id() != before and len(before) == 12
+
+
+def test_the_levels_table_separates_the_residual_layer(tmp_path):
+    from vqz.benchmarks.levels import measure, to_markdown
+
+    Image.fromarray(_photo(48, 64)).save(tmp_path / "a.png")
+    rows = measure(tmp_path, levels=[2, PURE_LEVELS + 3])
+    stage_only, residual = rows
+    assert stage_only["residual_step"] is None and stage_only["residual_bpp"] == 0 and stage_only["stages"] == 2
+    assert residual["residual_step"] == RESIDUAL_LADDER[2][1] and residual["residual_bpp"] > 0
+    assert 40 <= residual["header_bytes"] <= 80  # the header alone, not the layer
+    assert f"{PURE_LEVELS} + {RESIDUAL_LADDER[2][1]:g}" in to_markdown(rows)
