@@ -4,16 +4,15 @@ Invariants shared by encoder and decoder:
 
 * the image is padded (replicate, centred: compressai's ``compute_padding``) to a multiple
   of the model's downsampling ``d``; the latent grid is ``ceil(H/d) x ceil(W/d)``;
-* quality ``q`` codes the first ``q`` residual-VQ stages, one payload per stage, in stage
+* a file codes the first ``n`` residual-VQ stages, one payload per stage, in stage
   order; payload ``s`` codes the ``grid_h * grid_w`` indices of stage ``s`` under the frozen
   integer tables of :mod:`vqz.codec.entropy_model`, selected by the indices of stages
-  ``0..s-1`` only; the quantizer is greedy (effort 1, the default), so the file
-  at quality ``q`` holds exactly the first ``q`` payloads of the file at any higher quality
-  (an encoder-side search, effort > 1, picks other indices for its ``q``: a normal file, but
-  not a prefix of the higher qualities' files);
+  ``0..s-1`` only; the quantizer is greedy (effort 1, the default), so a file of ``n`` stages
+  holds exactly the first ``n`` payloads of any file of more stages of the same image
+  (an encoder-side search, effort > 1, picks other indices: a normal file, but not such a prefix);
 * the decoder rebuilds the latent from indices alone, so the decoded indices are
   bit-exact on every machine whatever its floating-point behaviour;
-* quality ``q`` is a plan (:mod:`vqz.codec.levels`): the low levels code ``q`` stages as above, the
+* quality ``q`` is a plan (:mod:`vqz.codec.levels`): the low levels code ``q`` stages, the
   high ones a few stages plus a pixel residual layer (:mod:`vqz.codec.residual`) computed against
   exactly what the decoder shows for those stages (:func:`render`); its contexts use the latent
   activity of the file's whole stages (:func:`whole_stage_activity`), integers like the indices.

@@ -1,3 +1,5 @@
+"""Probe: quantizer / layer options of the residual layer scored in PSNR and MS-SSIM at equal rate
+(benchmarks/probes/residual_ladder.md, section 5). Usage: python benchmarks/probes/residual_options_msssim.py N_IMAGES"""
 import json, sys, numpy as np, collections
 from PIL import Image
 from vqz.benchmarks.metrics import ms_ssim, ms_ssim_db, psnr
@@ -7,6 +9,7 @@ from vqz.codec.padding import compute_padding
 from vqz.codec import residual as R
 w = load_model(None)
 files = open("checkpoints/vqz-rvq16-f8/validation_files.txt").read().split()[1::3][:int(sys.argv[1])]
+# first run (bases 3 and 6): rounding 0.5 / 0.42, chroma 2.0, tilt 1 against the reference; this is the second
 OPTS = [dict(r=0.33, c=1.25, t=0.0), dict(r=0.33, c=1.25, t=1.0), dict(r=0.33, c=1.25, t=2.0), dict(r=0.33, c=1.25, t=3.5), dict(r=0.25, c=1.25, t=2.0)]
 rows = []
 for f in files:

@@ -48,7 +48,6 @@ def rdo_levels(us, act, lam, rounding=0.33):
     return out
 
 res = {}
-import pickle
 for f in files:
     rgb = np.asarray(Image.open('../shared/data/train/' + f).convert('RGB')); H, W = rgb.shape[:2]
     (left, _, top, _), _ = compute_padding(H, W, min_div=8)
@@ -68,7 +67,6 @@ for f in files:
             pay = R.encode_levels(lv2, params, act_raw); out = R.render_residual(base, lv2, params, top, left)
             res.setdefault((f'rdo{lam}', step), []).append(((len(data) + len(pay)) * 8 / (H * W), psnr(rgb, out)))
     print(f, flush=True)
-pickle.dump(res, open("scratch/rdoq.pkl", "wb"))
 pts = {k: np.mean(v, 0) for k, v in res.items()}
 ref = sorted((tuple(v) for k, v in pts.items() if k[0] == 'dz'))
 for kind in sorted(set(k[0] for k in pts)):
