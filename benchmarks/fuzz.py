@@ -75,7 +75,8 @@ class Seed:
         from vqz.bitstream import unpack_file
 
         parsed = unpack_file(data)
-        payloads = parsed.payloads + ([parsed.alpha] if parsed.alpha is not None else [])
+        payloads = (parsed.payloads + ([parsed.residual] if parsed.residual is not None else [])
+                    + ([parsed.alpha] if parsed.alpha is not None else []))  # their lengths' order in the header
         id_len = data[6]
         pos, varints = 29 + id_len, []
 
