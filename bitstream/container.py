@@ -175,7 +175,8 @@ def mask_cell_count(mask: bytes, grid_height: int, grid_width: int) -> int:
             + corner * last_h * last_w)
 
 
-def _write_varint(value: int) -> bytes:
+def write_varint(value: int) -> bytes:
+    """``value`` (>= 0) as an unsigned LEB128 varint (canonical: no trailing zero groups)."""
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -185,8 +186,8 @@ def _write_varint(value: int) -> bytes:
             return bytes(out)
 
 
-class _Reader:
-    """Bounds-checked cursor over the header bytes."""
+class ByteReader:
+    """Bounds-checked cursor over bytes (the header; the residual layer's fields, codec/residual.py)."""
 
     def __init__(self, data: bytes, end: int) -> None:
         self.data, self.pos, self.end = data, 0, end
@@ -201,9 +202,10 @@ class _Reader:
     def unpack(self, fmt: str, what: str) -> tuple:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
-    def varint(self, what: str) -> int:
+    def varint(self, what: str, max_bytes: int = 5) -> int:
+        """A canonical ULEB128 varint of at most ``max_bytes`` bytes (5 * 7 bits cover MAX_PAYLOAD_BYTES)."""
         value, shift = 0, 0
-        for _ in range(5):  # 5 * 7 bits covers MAX_PAYLOAD_BYTES
+        for _ in range(max_bytes):
             (byte,) = self.take(1, what)
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
@@ -271,14 +273,14 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, r
     for payload in payloads + extra:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise FormatError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-        parts.append(_write_varint(len(payload)))
+        parts.append(write_varint(len(payload)))
     if header.coded_cells is not None:
-        parts.append(_write_varint(header.coded_cells))
+        parts.append(write_varint(header.coded_cells))
     if header.mask is not None:
         parts.append(header.mask)
     if chunks:
         parts.append(struct.pack("<B", len(chunks)))
-        parts += [tag + _write_varint(len(chunk)) for tag, chunk in chunks]
+        parts += [tag + write_varint(len(chunk)) for tag, chunk in chunks]
     body = b"".join(parts) + b"".join(payloads + extra) + b"".join(chunk for _, chunk in chunks)
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -319,7 +321,7 @@ def unpack_file(data: bytes) -> VqzFile:
     if zlib.crc32(data[:end]) != stored_crc:
         raise FormatError("file is corrupt or truncated (CRC-32 mismatch)")
 
-    reader = _Reader(data, end)
+    reader = ByteReader(data, end)
     reader.take(len(MAGIC) + 1, "magic")
     flags, id_len = reader.unpack("<BB", "flags")
     if flags & ~_KNOWN_FLAGS:

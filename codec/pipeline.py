@@ -35,7 +35,7 @@ from vqz.codec.engine import CODING_THREADS
 from vqz.codec.levels import (RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan, level_plan,
                               level_plans)
 from vqz.codec.padding import compute_padding, pad_rgb
-from vqz.codec.stage_context import PrefixLatent, mask_cells
+from vqz.codec.stage_context import PrefixLatent, mask_cells, prefix_activity
 from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
 from vqz.codec.vq import dequantize, quantize
 from vqz.codec.weights import LoadedWeights
@@ -159,12 +159,8 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
 def whole_stage_activity(weights: LoadedWeights, indices: np.ndarray, whole: int) -> np.ndarray | None:
     """(S', gh, gw) indices -> the (gh, gw) int64 latent activity of their first ``whole`` stages (the
     residual layer's contexts; a part-way last stage does not count), or None without stage context tables."""
-    latent = running_latent(weights, indices.shape[1:])
-    if latent is None:
-        return None
-    for s in range(whole):
-        latent.add(indices[s])
-    return latent.activity()
+    stages = weights.entropy.stages
+    return None if stages is None else prefix_activity(stages.context_codebooks, indices[:whole])
 
 
 def residual_layer(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray, step: float,
@@ -180,8 +176,8 @@ def residual_layer(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray,
     if base is None:
         base = render(weights, indices, height, width)
     (left, _, top, _), _ = compute_padding(height, width, min_div=8)
-    return encode_residual(rgb, base, top, left, indices.shape[1:], ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET, tilt=RESIDUAL_TILT),
-                           activity, RESIDUAL_ROUNDING)
+    params = ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET, tilt=RESIDUAL_TILT)
+    return encode_residual(rgb, base, top, left, indices.shape[1:], params, activity, RESIDUAL_ROUNDING)
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:

@@ -24,8 +24,10 @@ that layer, coded on demand against the prefix's rendered image (one synthesis p
   largest count that fits. No synthesis: on Kodak the mask is above the chord between whole levels
   everywhere, and choosing between it and the priority order by decoded PSNR would gain 0.007 dB
   on average for one synthesis per candidate (benchmarks/results/target_size/kodak.md).
-  Quality 1 if even that is too large (``met`` is then False). Part-way stages exist only
-  between stage-only levels; above them, the highest whole level that fits.
+  Quality 1 if even that is too large (``met`` is then False). The part-way search runs over
+  stage-only files of any stage count (past the stage-only levels too) while the first residual
+  level does not fit; once it does, the highest residual level that fits, then the finest residual
+  step between its step and the next level's whose file still fits (:func:`_residual_for_size`).
 * ``--target-bpp X``: the same, for a budget of ``floor(X * width * height / 8)`` bytes.
 * ``--target-psnr Y`` (like cwebp's ``-psnr``): the smallest file whose decoded image reaches
   ``Y`` dB PSNR (RGB, 8 bits); a binary search over the levels, so about
@@ -133,7 +135,6 @@ class QualityLadder:
         full = attach(full, self.metadata)
         parsed = unpack_file(full)
         self._header, self._payloads, self._alpha = parsed.header, parsed.payloads, parsed.alpha
-        self._files: dict[int, bytes] = {}
         self._stage_files: dict[int, bytes] = {self.num_stages: full}
         self._bases: dict[int, np.ndarray] = {}
         self._residual_files: dict[tuple[int, float], bytes] = {}
@@ -382,7 +383,7 @@ def _residual_for_size(ladder: QualityLadder, target_bytes: int) -> RateChoice:
     """The largest residual-layer file that fits, when the first residual level does: the highest
     residual level that fits, then the finest step between its step and the next level's whose file
     still fits (bisection on the logarithm of the step, every candidate measured)."""
-    residual_levels = [q for q in ladder.levels[len(ladder.stage_levels):]]
+    residual_levels = list(ladder.levels[len(ladder.stage_levels):])
     fitting = [q for q in residual_levels if len(ladder.file(q)) <= target_bytes]
     quality = max(fitting)
     if quality == residual_levels[-1]:

@@ -45,6 +45,7 @@ import struct
 import constriction
 import numpy as np
 
+from vqz.bitstream.container import ByteReader, write_varint
 from vqz.errors import FormatError
 
 __all__ = ["BLOCK", "MIN_STEP", "ResidualParams", "decode_levels", "decode_residual", "encode_levels", "encode_residual",
@@ -118,44 +119,21 @@ class ResidualParams:
     def pack(self) -> bytes:
         head = struct.pack("<HBBB", round(self.step * 16), round(self.chroma * 16), round(self.offset * 64),
                            round(self.tilt * 16))
-        return head + b"".join(_varint(e) for e in self.edges)
+        return head + b"".join(write_varint(e) for e in self.edges)
 
     @classmethod
     def unpack(cls, data: bytes) -> tuple[ResidualParams, int]:
         if len(data) < 5:
             raise FormatError("residual layer is truncated")
         step16, chroma16, offset64, tilt16 = struct.unpack("<HBBB", data[:5])
-        pos, edges = 5, []
-        for _ in range(ACTIVITY_CLASSES - 1):
-            value, pos = _read_varint(data, pos)
-            edges.append(value)
+        reader = ByteReader(data, len(data))
+        reader.take(5, "residual layer")
+        # int64 activities: up to 10 bytes
+        edges = tuple(reader.varint("residual layer activity edges", 10) for _ in range(ACTIVITY_CLASSES - 1))
         try:
-            return cls(step16 / 16, chroma16 / 16, offset64 / 64, tuple(edges), tilt16 / 16), pos
+            return cls(step16 / 16, chroma16 / 16, offset64 / 64, edges, tilt16 / 16), reader.pos
         except ValueError as error:
             raise FormatError(f"residual layer: {error}") from None
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    for _ in range(10):
-        if pos >= len(data):
-            raise FormatError("residual layer is truncated (in its activity edges)")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise FormatError("residual layer: varint too long")
 
 
 # ------------------------------------------------------------------ probability tables (integers only)
