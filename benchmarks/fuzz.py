@@ -69,6 +69,7 @@ class Seed:
     chunks: tuple[tuple[int, int], ...] = ()  # (offset, size) of each metadata chunk's data
     coded_cells: tuple[int, int] | None = None  # (offset, size) of the part-way stage's coded-cell count varint
     mask: tuple[int, int] | None = None  # (offset, size) of the part-way stage's block mask
+    postfilter: tuple[int, int] | None = None  # (offset, size) of the post-filter hash and strength
 
     @classmethod
     def parse(cls, data: bytes) -> Seed:
@@ -98,6 +99,9 @@ class Seed:
 
             mask = (pos, mask_size(parsed.header.grid_height, parsed.header.grid_width))
             pos += mask[1]
+        postfilter = None
+        if data[5] & 0x20:
+            postfilter, pos = (pos, 9), pos + 9
         chunk_table, entries = None, []
         if data[5] & 0x02:
             chunk_table, pos = pos, pos + 1
@@ -113,7 +117,7 @@ class Seed:
             chunks.append((pos, size))
             pos += size
         return cls(bytes(data), id_len, tuple(varints), tuple(spans), chunk_table, tuple(entries), tuple(chunks),
-                   coded_cells, mask)
+                   coded_cells, mask, postfilter)
 
     def fields(self) -> dict[str, tuple[int, str]]:
         """Header field -> (offset, struct format)."""
@@ -227,6 +231,7 @@ def _rebuild(seed: Seed, payloads: Sequence[bytes]) -> bytes:
     head[seed.fields()["count"][0]] = len(payloads) & 0xFF
     coded = b"" if seed.coded_cells is None else seed.data[seed.coded_cells[0] : sum(seed.coded_cells)]
     coded += b"" if seed.mask is None else seed.data[seed.mask[0] : sum(seed.mask)]
+    coded += b"" if seed.postfilter is None else seed.data[seed.postfilter[0] : sum(seed.postfilter)]
     body = bytes(head) + b"".join(_varint(len(p)) for p in payloads) + coded + b"".join(payloads)
     return body + seed.data[-_CRC:]
 

@@ -6,9 +6,9 @@ reading a header (``vqz info``, ``Image.open``) does not import numpy.
 
 from typing import Any
 
-from vqz.bitstream.container import BASE_VERSION, FORMAT_VERSION, MAGIC, Header, VqzFile, header_size, pack, unpack, unpack_file
+from vqz.bitstream.container import BASE_VERSION, FORMAT_VERSION, MAGIC, RESIDUAL_VERSION, Header, PostFilterRef, VqzFile, header_size, pack, unpack, unpack_file
 
-__all__ = ["BASE_VERSION", "FORMAT_VERSION", "MAGIC", "Header", "VqzFile", "decode_alpha", "encode_alpha", "header_size", "pack",
+__all__ = ["BASE_VERSION", "FORMAT_VERSION", "MAGIC", "RESIDUAL_VERSION", "Header", "PostFilterRef", "VqzFile", "decode_alpha", "encode_alpha", "header_size", "pack",
            "unpack", "unpack_file"]
 
 _ALPHA = {"decode_alpha", "encode_alpha"}

@@ -3,13 +3,14 @@
 Layout (all integers little-endian; see docs/FORMAT.md for the full specification)::
 
     magic          4  b"\\x89VQZ"
-    version        u8 2, or 3 (FORMAT_VERSION) when flags bit 4 is set: a writer uses the lowest version
-                      that can hold the file, so files without a residual layer stay readable by vqz 2
+    version        u8 2; 3 when flags bit 4 is set; 4 (FORMAT_VERSION) when flags bit 5 is set: a writer uses
+                      the lowest version that can hold the file, so older readers keep reading what they can
     flags          u8 bit 0: an alpha plane follows the stage payloads;
                       bit 1: metadata chunks follow (EXIF, XMP, ICC profile);
                       bit 2: the last stage is part-way (a coded-cell count follows);
                       bit 3: the part-way stage codes the cells of a block mask (only with bit 2);
-                      bit 4: a pixel residual layer follows the stage payloads (version 3); other bits 0
+                      bit 4: a pixel residual layer follows the stage payloads (version >= 3);
+                      bit 5: the decoder post-filters the image (version 4); other bits 0
     model_id_len   u8 1..MAX_MODEL_ID
     model_id       model_id_len bytes of printable ASCII
     model_hash     8  first 8 bytes of SHA-256 of the weights file
@@ -27,6 +28,8 @@ Layout (all integers little-endian; see docs/FORMAT.md for the full specificatio
     block_mask     only when flags bit 3 is set: ceil(blocks / 8) bytes, one bit per MASK_BLOCK x MASK_BLOCK
                    block of the latent grid in raster order of blocks (bit j = byte j // 8, bit j % 8),
                    unused high bits of the last byte 0; coded_cells = the cells of the selected blocks
+    filter_hash    8, only when flags bit 5 is set: first 8 bytes of SHA-256 of the post-filter's weights file
+    filter_strength u8 1..255, only when flags bit 5 is set: the strength the filter runs at, in half luma steps
     chunk_count    u8 1..3, only when flags bit 1 is set, then per chunk:
       chunk_tag    4 bytes: b"EXIF", b"ICCP" or b"XMP ", strictly ascending (each at most once)
       chunk_len    ULEB128 varint, 1..the tag's cap
@@ -46,9 +49,12 @@ from dataclasses import dataclass, field
 from vqz.errors import FormatError
 
 MAGIC = b"\x89VQZ"
-FORMAT_VERSION = 3
-#: Versions this reader accepts: 2 (no residual layer), 3 (may carry one, flags bit 4).
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4
+#: Versions this reader accepts: 2 (no residual layer), 3 (may carry one, flags bit 4), 4 (may ask
+#: for a post-filter, flags bit 5).
+READABLE_VERSIONS = (2, 3, 4)
+#: The version of files with a residual layer and no post-filter.
+RESIDUAL_VERSION = 3
 #: The version of files without a residual layer (the same layout as version 2).
 BASE_VERSION = 2
 MAX_MODEL_ID = 64
@@ -62,7 +68,10 @@ FLAG_METADATA = 0x02
 FLAG_PARTIAL = 0x04
 FLAG_MASK = 0x08
 FLAG_RESIDUAL = 0x10
-_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL | FLAG_MASK | FLAG_RESIDUAL
+FLAG_POSTFILTER = 0x20
+_KNOWN_FLAGS = FLAG_ALPHA | FLAG_METADATA | FLAG_PARTIAL | FLAG_MASK | FLAG_RESIDUAL | FLAG_POSTFILTER
+#: A stored post-filter strength is ``round(strength * STRENGTH_UNITS)`` in one byte.
+STRENGTH_UNITS = 2
 #: Side of a block of the part-way block mask, in latent cells (edge blocks are smaller).
 MASK_BLOCK = 4
 #: Metadata chunk tag -> (name of the VqzFile field, largest size in bytes), in the order they are stored.
@@ -74,6 +83,29 @@ MAX_ICC_BYTES = CHUNKS[b"ICCP"][1]
 MAX_XMP_BYTES = CHUNKS[b"XMP "][1]
 _HASH_BYTES = 8
 _CRC_BYTES = 4
+
+
+@dataclass(frozen=True)
+class PostFilterRef:
+    """What a file asks of the decoder after it has rebuilt the image: run the post-filter whose weights
+    file's SHA-256 starts with ``filter_hash`` (8 bytes) at ``strength`` (luma-step units, a multiple of
+    1/2 in 0.5..127.5; :mod:`vqz.codec.postfilter`)."""
+
+    filter_hash: bytes
+    strength: float
+
+    def __post_init__(self) -> None:
+        if len(self.filter_hash) != _HASH_BYTES:
+            raise FormatError(f"a post-filter reference needs a {_HASH_BYTES}-byte filter hash")
+        units = self.strength * STRENGTH_UNITS
+        if not 1 <= units <= 255 or units != int(units):
+            raise FormatError(f"post-filter strength {self.strength} is not a multiple of 1/{STRENGTH_UNITS} "
+                              f"in {1 / STRENGTH_UNITS}..{255 / STRENGTH_UNITS}")
+
+    @classmethod
+    def quantized(cls, filter_hash: bytes, strength: float) -> PostFilterRef:
+        """The reference with ``strength`` rounded to the stored precision and clamped to its range."""
+        return cls(filter_hash, min(255, max(1, round(strength * STRENGTH_UNITS))) / STRENGTH_UNITS)
 
 
 @dataclass(frozen=True)
@@ -100,6 +132,7 @@ class Header:
     version: int = field(default=BASE_VERSION, compare=False)  # of the file it was read from; pack() chooses
     coded_cells: int | None = None
     mask: bytes | None = None
+    postfilter: PostFilterRef | None = None
 
     @property
     def cells(self) -> int:
@@ -260,7 +293,9 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, r
     flags = ((FLAG_ALPHA if alpha is not None else 0) | (FLAG_METADATA if chunks else 0)
              | (FLAG_PARTIAL if header.coded_cells is not None else 0)
              | (FLAG_MASK if header.mask is not None else 0) | (FLAG_RESIDUAL if residual is not None else 0))
-    version = FORMAT_VERSION if residual is not None else BASE_VERSION
+    flags |= FLAG_POSTFILTER if header.postfilter is not None else 0
+    version = (FORMAT_VERSION if header.postfilter is not None else RESIDUAL_VERSION if residual is not None
+               else BASE_VERSION)
     model_id = header.model_id.encode("ascii")
     parts = [
         MAGIC,
@@ -278,6 +313,8 @@ def pack(header: Header, payloads: list[bytes], alpha: bytes | None = None, *, r
         parts.append(write_varint(header.coded_cells))
     if header.mask is not None:
         parts.append(header.mask)
+    if header.postfilter is not None:
+        parts += [header.postfilter.filter_hash, struct.pack("<B", round(header.postfilter.strength * STRENGTH_UNITS))]
     if chunks:
         parts.append(struct.pack("<B", len(chunks)))
         parts += [tag + write_varint(len(chunk)) for tag, chunk in chunks]
@@ -326,8 +363,10 @@ def unpack_file(data: bytes) -> VqzFile:
     flags, id_len = reader.unpack("<BB", "flags")
     if flags & ~_KNOWN_FLAGS:
         raise FormatError(f"unknown flags 0x{flags:02x}")
-    if flags & FLAG_RESIDUAL and version < FORMAT_VERSION:
-        raise FormatError(f"flags 0x{flags:02x}: bit 4 (residual layer) needs format version {FORMAT_VERSION}")
+    if flags & FLAG_RESIDUAL and version < RESIDUAL_VERSION:
+        raise FormatError(f"flags 0x{flags:02x}: bit 4 (residual layer) needs format version {RESIDUAL_VERSION}")
+    if flags & FLAG_POSTFILTER and version < FORMAT_VERSION:
+        raise FormatError(f"flags 0x{flags:02x}: bit 5 (post-filter) needs format version {FORMAT_VERSION}")
     if flags & FLAG_MASK and not flags & FLAG_PARTIAL:
         raise FormatError(f"flags 0x{flags:02x}: bit 3 (block mask) needs bit 2 (part-way last stage)")
     if not 1 <= id_len <= MAX_MODEL_ID:
@@ -357,7 +396,14 @@ def unpack_file(data: bytes) -> VqzFile:
     mask = None
     if flags & FLAG_MASK:  # its size follows from the grid; take() checks it lies within the file
         mask = reader.take(mask_size(grid_h, grid_w), "block mask")
-    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version, coded_cells, mask)
+    postfilter = None
+    if flags & FLAG_POSTFILTER:
+        filter_hash = reader.take(_HASH_BYTES, "post-filter hash")
+        (units,) = reader.unpack("<B", "post-filter strength")
+        if units == 0:
+            raise FormatError("post-filter strength 0 is outside 1..255")
+        postfilter = PostFilterRef(filter_hash, units / STRENGTH_UNITS)
+    header = Header(model_id, model_hash, width, height, quality, grid_h, grid_w, version, coded_cells, mask, postfilter)
     header.validate()  # the coded cell count against the grid, and against the block mask
     tags: list[bytes] = []
     if flags & FLAG_METADATA:

@@ -27,6 +27,8 @@ COMMANDS = {
     "models": ("vqz.cli.models", "models"),
     "train": ("vqz.cli.train", "train"),
     "export-model": ("vqz.cli.train", "export_model"),
+    "train-postfilter": ("vqz.cli.train", "train_postfilter"),
+    "export-postfilter": ("vqz.cli.train", "export_postfilter"),
     # the benchmark suite's commands, listed when the suite imports
     "bench": ("vqz.benchmarks.cli", "bench"),
     "bench-speed": ("vqz.benchmarks.cli", "bench_speed"),

@@ -45,6 +45,8 @@ def info(
         ("payload bytes", " + ".join(map(str, details.payload_bytes)) or "0"),
         ("residual layer", f"{details.residual_bytes} bytes, step {details.residual_step:g} "
          f"(chroma x{details.residual_chroma:g})" if details.residual_bytes else "none"),
+        ("post-filter", f"{details.postfilter_hash}, strength {details.postfilter_strength:g}"
+         if details.postfilter_hash else "none"),
         ("alpha bytes", details.alpha_bytes),
         ("header bytes", details.header_bytes),
         ("total bytes", details.total_bytes),

@@ -13,7 +13,7 @@ from vqz.cli.report import error
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list of objects.")] = False,
 ) -> None:
-    """List the installed models: id, weights hash, quality levels, size in bytes, path.
+    """List the installed models: id, weights hash, quality levels, size in bytes, path; then the post-filters.
 
     The default model is marked with *. Folders listed in VQZ_MODEL_PATH are searched before
     the bundled weights; pass an id or a path to vqz encode --model.
@@ -50,5 +50,10 @@ def models(
             mark = "*" if row.get("default") else " "
             typer.echo(f"{mark} {row['id']:<{width['id']}}  {row['hash']:<{width['hash']}}  "
                        f"{row['levels']:>{width['levels']}}  {row['size_bytes']:>{width['size_bytes']}}  {row['path']}")
+        from vqz.codec.postfilter import DEFAULT_POSTFILTER_ID, installed_postfilters
+
+        for pf in installed_postfilters():  # the decoder's post-filters: files name them by hash
+            mark = "*" if pf.filter_id == DEFAULT_POSTFILTER_ID else " "
+            typer.echo(f"{mark} post-filter {pf.filter_id}  {pf.filter_hash.hex()}  {pf.path}")
     if failed:
         raise typer.Exit(1)

@@ -167,3 +167,58 @@ def export_model(
         raise typer.Exit(1)
     typer.echo(f"wrote {', '.join(str(p) for p in ([] if weights == run else [weights]) + graphs)} "
                f"in {time.time() - started:.0f} s")
+
+
+def train_postfilter(
+    out: Annotated[str, typer.Option("--out", help="Run folder (checkpoint, log.csv, cached decoded pairs).")] = "runs/postfilter",
+    data: Annotated[str, typer.Option("--data", help="Training image folder (the held-out split is kept apart by name hash).")] = "../shared/data/train",
+    model: Annotated[Optional[str], typer.Option("--model", help="Installed model whose decoded images the filter learns from (default: the default model).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps (the cosine decay spans them).")] = 6000,
+    images: Annotated[int, typer.Option("--images", help="Training images to code.")] = 400,
+    channels: Annotated[int, typer.Option("--channels", help="Convolution channels.")] = 32,
+    layers: Annotated[int, typer.Option("--layers", help="Convolutions.")] = 4,
+    threads: Annotated[int, typer.Option("--threads", help="Torch threads.")] = 2,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
+) -> None:
+    """Train the decoder's post-filter on images the installed model decodes (CPU).
+
+    Then ship it with `vqz export-postfilter RUN/postfilter.safetensors -o codec/weights/ID.safetensors`.
+
+    Example: vqz train-postfilter --out runs/pf1 --steps 8000
+    """
+    require("train")
+    from vqz.codec.train_postfilter import PostFilterTrainConfig
+    from vqz.codec.train_postfilter import train_postfilter as run
+
+    cfg = PostFilterTrainConfig(data=data, out=out, model=model, steps=steps, images=images, channels=channels,
+                                layers=layers, threads=threads)
+    try:
+        checkpoint = run(cfg, resume=resume, log=typer.echo)
+    except (VqzError, OSError) as exc:
+        error(Path(out), str(exc))
+        raise typer.Exit(1)
+    typer.echo(f"checkpoint: {checkpoint}")
+
+
+def export_postfilter(
+    checkpoint: Annotated[Path, typer.Argument(help="A post-filter training checkpoint (RUN/postfilter.safetensors).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors); the graph goes beside it.")],
+    filter_id: Annotated[str, typer.Option("--id", help="The filter's name (the encoder uses the one named vqz-pf1).")] = "vqz-pf1",
+) -> None:
+    """Ship a trained post-filter: its weights (safetensors) and ONNX graph for the coding runtime.
+
+    A file records the filter's weights hash, so a shipped filter must stay installed for the files that use it.
+
+    Example: vqz export-postfilter runs/pf1/postfilter.safetensors -o codec/weights/vqz-pf1.safetensors
+    """
+    require("train")
+    from vqz.codec.export import export_postfilter as run
+
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", filter_id):
+        raise typer.BadParameter(f"{filter_id!r}: an id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--id")
+    try:
+        for path in run(checkpoint, output, filter_id):
+            typer.echo(f"wrote {path}")
+    except (VqzError, OSError, KeyError, RuntimeError) as exc:
+        error(checkpoint, f"cannot export a post-filter from it ({exc})")
+        raise typer.Exit(1)

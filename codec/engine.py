@@ -27,7 +27,10 @@ from vqz.errors import ModelError
 #: between two codes (a different, still valid, file) and decoded samples by one level.
 CODING_THREADS = 2
 #: Graph roles and the prefix of the safetensors tensors each one uses.
-ROLES = {"analysis": "g_a.", "synthesis": "g_s."}
+#: graph role -> prefix of the weights-file tensors it uses (the post-filter has its own weights file)
+ROLES = {"analysis": "g_a.", "synthesis": "g_s.", "postfilter": "pf."}
+#: the roles of a model's weights file
+MODEL_ROLES = ("analysis", "synthesis")
 SHA_KEY = "vqz.weights_sha256"
 EXTERNAL_KEY = "vqz.external"
 #: Weights larger than this are external initializers (their data comes from the safetensors
@@ -142,9 +145,12 @@ class Transform:
         self._values = values  # ORT may keep pointers to the supplied initializers: keep them alive
         return session
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, **inputs: np.ndarray) -> np.ndarray:
+        """Run the graph on ``x`` (and any further named float32 ``inputs`` it declares)."""
         if self._session is None:
             with self._lock:
                 if self._session is None:
                     self._session = self._create()
-        return self._session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        feeds = {"x": np.ascontiguousarray(x, dtype=np.float32)}
+        feeds.update({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()})
+        return self._session.run(None, feeds)[0]

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vqz.codec.engine import EXTERNAL_KEY, MAX_EMBEDDED_BYTES, ROLES, SHA_KEY, external_tensors, graph_path
+from vqz.codec.engine import EXTERNAL_KEY, MAX_EMBEDDED_BYTES, MODEL_ROLES, ROLES, SHA_KEY, external_tensors, graph_path
 from vqz.errors import ModelError
 
 OPSET = 17
@@ -103,13 +103,21 @@ def export_graph(model: nn.Module, role: str, weights_path: Path, tensors: dict[
                  metadata: dict[str, str]) -> Path:
     """Write the graph of ``role`` ("analysis" or "synthesis") beside ``weights_path``; returns its path."""
     import onnx
-    from onnx import numpy_helper
 
-    prefix = ROLES[role]
-    name = prefix.rstrip(".")
+    name = ROLES[role].rstrip(".")
     transform = getattr(model, name)
     in_channels = 3 if role == "analysis" else model.config.latent_dim
     graph = onnx.load_from_string(_trace(exportable(transform, name), in_channels))
+    return write_graph(graph, role, weights_path, tensors, metadata)
+
+
+def write_graph(graph, role: str, weights_path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+    """Make every weight initializer of a traced ``graph`` external (checked equal to the weights
+    file's tensor), stamp the metadata (``sha256``, ``model_id``, ``config``) and write the graph of
+    ``role`` beside ``weights_path``; returns its path."""
+    import onnx
+    from onnx import numpy_helper
+
     offsets = _safetensors_offsets(weights_path)
     used: set[str] = set()
     for init in graph.graph.initializer:
@@ -169,4 +177,51 @@ def export_graphs(weights_path: Path) -> list[Path]:
     model = model_from_tensors(config, network)
     metadata = {"sha256": hashlib.sha256(data).hexdigest(), "model_id": file_metadata["model_id"],
                 "config": file_metadata["config"]}
-    return [export_graph(model, role, weights_path, network, metadata) for role in ROLES]
+    return [export_graph(model, role, weights_path, network, metadata) for role in MODEL_ROLES]
+
+
+class _NamedPostFilter(nn.Module):
+    """The post-filter under the attribute ``pf``, so its parameter names match the weights file."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.pf = net
+
+    def forward(self, x: Tensor, strength: Tensor) -> Tensor:
+        return self.pf(x, strength)
+
+
+def export_postfilter(checkpoint: Path, weights_path: Path, filter_id: str) -> list[Path]:
+    """Ship a post-filter training checkpoint (:mod:`vqz.codec.train_postfilter`): its network as
+    ``weights_path`` (safetensors, tensors ``pf.*``, metadata ``postfilter_id`` and ``config``) and the
+    graph ``<stem>.postfilter.onnx`` beside it (inputs ``x`` (1, 3, H, W), ``strength`` (1,))."""
+    import onnx
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from vqz.codec.postfilter_net import BLOCK, STRENGTH_SCALE, PostFilterNet
+
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        train_config = json.loads((handle.metadata() or {})["config"])
+        state = {k[4:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("net.")}
+    net = PostFilterNet(train_config["channels"], train_config["layers"])
+    net.load_state_dict(state)
+    net.eval()
+    config = json.dumps({"channels": net.channels, "layers": net.layers, "block": BLOCK, "strength_scale": STRENGTH_SCALE})
+    tensors = {f"pf.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+    weights_path = Path(weights_path)
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"postfilter_id": filter_id, "config": config})
+    tmp.chmod(0o644)
+    tmp.replace(weights_path)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_NamedPostFilter(net), (torch.rand(1, 3, 32, 32), torch.tensor([30.0])), buffer,
+                          input_names=["x", "strength"], output_names=["y"],
+                          dynamic_axes={"x": {2: "height", 3: "width"}, "y": {2: "height", 3: "width"}},
+                          opset_version=OPSET, do_constant_folding=False, dynamo=False)
+    graph = onnx.load_from_string(buffer.getvalue())
+    sha = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    metadata = {"sha256": sha, "model_id": filter_id, "config": config}
+    return [weights_path, write_graph(graph, "postfilter", weights_path, tensors, metadata)]

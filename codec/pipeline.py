@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vqz.bitstream import Header, decode_alpha, encode_alpha, pack, unpack_file
+from vqz.bitstream import Header, PostFilterRef, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS
 from vqz.codec.levels import (RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan, level_plan,
                               level_plans)
@@ -152,7 +152,10 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     fixed = [indices[0].size * math.log2(weights.config.codebook_size)] * plan.stages
     alpha_payload = None if alpha is None else encode_alpha(np.ascontiguousarray(alpha))
     stats = EncodeStats([8 * len(p) for p in payloads], estimated, fixed)
-    residual = None if plan.residual_step is None else residual_layer(weights, rgb, indices, plan.residual_step)
+    residual = None
+    if plan.residual_step is not None:
+        residual, postfilter = residual_coding(weights, rgb, indices, plan.residual_step)
+        header = replace(header, postfilter=postfilter)
     return pack(header, payloads, alpha_payload, residual=residual), stats, indices, latent
 
 
@@ -167,7 +170,15 @@ def residual_layer(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray,
                    base: np.ndarray | None = None) -> bytes:
     """The residual layer payload of a luma ``step`` for (H, W, 3) uint8 ``rgb`` over the whole stages
     ``indices`` (S', gh, gw); ``base`` = :func:`render` of them if already known."""
-    from vqz.codec.residual import ResidualParams, encode_residual
+    return residual_coding(weights, rgb, indices, step, base, postfilter=False)[0]
+
+
+def residual_coding(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray, step: float,
+                    base: np.ndarray | None = None, postfilter: bool = True) -> tuple[bytes, PostFilterRef | None]:
+    """:func:`residual_layer`, and with ``postfilter`` the reference to the default post-filter at
+    strength ``step`` (:mod:`vqz.codec.postfilter`) when filtering the image this file decodes to
+    lowers its squared error against ``rgb``; else None (also when no post-filter is installed)."""
+    from vqz.codec.residual import ResidualParams, encode_levels, quantize_residual, render_residual
 
     if weights.config.downsampling != 8:
         raise ImageError(f"model {weights.model_id} cannot carry a residual layer (its latent cells are not 8x8 blocks)")
@@ -177,7 +188,13 @@ def residual_layer(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray,
         base = render(weights, indices, height, width)
     (left, _, top, _), _ = compute_padding(height, width, min_div=8)
     params = ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET, tilt=RESIDUAL_TILT)
-    return encode_residual(rgb, base, top, left, indices.shape[1:], params, activity, RESIDUAL_ROUNDING)
+    levels = quantize_residual(rgb, base, top, left, indices.shape[1:], params, RESIDUAL_ROUNDING)
+    payload = encode_levels(levels, params, activity)
+    if not postfilter:
+        return payload, None
+    from vqz.codec.postfilter import choose_postfilter
+
+    return payload, choose_postfilter(rgb, render_residual(base, levels, params, top, left), step)
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:
@@ -247,8 +264,13 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
     rgb = render(weights, indices, header.height, header.width)
-    if parsed.residual is not None and indices.shape[0] == len(payloads):  # fewer stages: the layer does not apply
+    whole = indices.shape[0] == len(payloads)  # fewer stages: the residual layer and the post-filter do not apply
+    if parsed.residual is not None and whole:
         rgb = _add_residual(weights, header, parsed.residual, indices, rgb)
+    if header.postfilter is not None and whole:
+        from vqz.codec.postfilter import postfilter_for_ref
+
+        rgb = postfilter_for_ref(header.postfilter).apply(rgb, header.postfilter.strength)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
     return rgb, alpha
 

@@ -267,15 +267,18 @@ class QualityLadder:
 
     def residual_file(self, quality: int, step: float) -> bytes:
         """The file of residual level ``quality``'s stages plus a residual layer of luma ``step`` (the
-        level's own step gives the level's file; rate control tries the steps between levels)."""
-        from vqz.codec.pipeline import residual_layer
+        level's own step gives the level's file; rate control tries the steps between levels), asking
+        for the post-filter where it helps, as a direct encode does."""
+        from vqz.codec.pipeline import residual_coding
 
         stages = self.plans[quality - 1].stages
         key = (quality, step)
         if key not in self._residual_files:
-            residual = residual_layer(self.weights, self.rgb, self._indices[:stages], step, base=self.render_stages(stages))
-            self._residual_files[key] = pack(replace(self._header, quality=quality), self._payloads[:stages],
-                                             self._alpha, residual=residual, **self.metadata.chunks())
+            residual, postfilter = residual_coding(self.weights, self.rgb, self._indices[:stages], step,
+                                                   base=self.render_stages(stages))
+            self._residual_files[key] = pack(replace(self._header, quality=quality, postfilter=postfilter),
+                                             self._payloads[:stages], self._alpha, residual=residual,
+                                             **self.metadata.chunks())
         return self._residual_files[key]
 
     def file(self, quality: int) -> bytes:

@@ -6,7 +6,8 @@
 Writes tests/data/golden.png (a deterministic synthetic 48x40 image, only if missing) and,
 per model, tests/data/golden-<model id>-q3.vqz (its encoding at quality 3) and
 tests/data/golden-<model id>-q3-decoded.png (what decoding that file gives); once, a file with a
-pixel residual layer (format version 3) of a textured image, tests/data/golden-residual-*. The files of a
+pixel residual layer (format version 3) of a textured image, tests/data/golden-residual-*, and once
+a file that asks for the post-filter (format version 4), tests/data/golden-postfilter-*. The files of a
 model that ships are never rewritten: they prove that files it wrote keep decoding.
 """
 
@@ -29,6 +30,8 @@ GOLDEN_QUALITY = 3
 #: A level with a pixel residual layer (format version 3), coded from a textured synthetic image.
 RESIDUAL_QUALITY = 12
 RESIDUAL_MODEL = "vqz-rvq16b-f8"
+#: A level whose file asks for the post-filter (format version 4), coded from the same textured image.
+POSTFILTER_QUALITY = 8
 
 
 def golden_paths(model_id: str) -> tuple[Path, Path]:
@@ -41,6 +44,22 @@ def residual_paths(model_id: str) -> tuple[Path, Path]:
     """(the .vqz file with a residual layer, its decoded PNG) of ``model_id``."""
     stem = HERE / "data" / f"golden-residual-{model_id}-q{RESIDUAL_QUALITY}"
     return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def postfilter_paths() -> tuple[Path, Path]:
+    """(the .vqz file that asks for the post-filter, its decoded PNG)."""
+    stem = HERE / "data" / f"golden-postfilter-{RESIDUAL_MODEL}-q{POSTFILTER_QUALITY}"
+    return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def write_postfilter() -> None:
+    encoded = vqz.encode(HERE / "data" / "golden-texture.png", quality=POSTFILTER_QUALITY, model=RESIDUAL_MODEL)
+    if vqz.read_info(encoded).postfilter_hash is None:
+        raise SystemExit("the encoder did not ask for the post-filter on the golden texture")
+    coded, decoded = postfilter_paths()
+    coded.write_bytes(encoded)
+    Image.fromarray(vqz.decode_array(encoded)).save(decoded)
+    print(f"golden post-filter: {len(encoded)} bytes")
 
 
 def textured_image() -> "np.ndarray":
@@ -86,6 +105,8 @@ def main() -> None:
             write(entry.model_id)
     if not residual_paths(RESIDUAL_MODEL)[0].exists():
         write_residual(RESIDUAL_MODEL)
+    if not postfilter_paths()[0].exists():
+        write_postfilter()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class VqzInfo:
     "Part-way last stage"; all three ``None`` without a part-way stage, the last two without a mask);
     ``residual_bytes`` is the pixel residual layer (0: none; format version 3), coded at the luma step
     ``residual_step`` (pixel units; chroma ``residual_step * residual_chroma``);
+    ``postfilter_hash`` (hex) and ``postfilter_strength`` name the post-filter the decoder runs (None:
+    none; format version 4);
     ``header_bytes`` everything else (header fields and CRC). ``metadata_bytes``: the size of
     each metadata chunk (``exif``, ``xmp``, ``icc``); ``camera_make``, ``camera_model``,
     ``date`` (DateTimeOriginal, else DateTime) and ``gps`` (a GPS block is present) come
@@ -71,6 +73,8 @@ class VqzInfo:
     residual_bytes: int = 0
     residual_step: float | None = None
     residual_chroma: float | None = None
+    postfilter_hash: str | None = None
+    postfilter_strength: float | None = None
 
     @property
     def level(self) -> float:
@@ -145,5 +149,7 @@ def read_info(data: VqzInput) -> VqzInfo:
         residual_bytes=residual_bytes,
         residual_step=step,
         residual_chroma=chroma,
+        postfilter_hash=None if header.postfilter is None else header.postfilter.filter_hash.hex(),
+        postfilter_strength=None if header.postfilter is None else header.postfilter.strength,
         **_metadata.exif_summary(parsed.exif),  # type: ignore[arg-type]
     )

@@ -1,0 +1,153 @@
+"""The decoder's post-filter at run time: installed filters, and applying one to a decoded image.
+
+A post-filter is a small convolutional network (trained by :mod:`vqz.codec.train_postfilter`,
+shipped by ``vqz export-postfilter``) that reduces coding artifacts of a decoded image. It is
+its own weights file beside the models (``<id>.safetensors`` with metadata ``postfilter_id``,
+tensors ``pf.*``) and graph (``<id>.postfilter.onnx``, bound to the weights by SHA-256).
+
+A file asks for a filter in its header (:class:`PostFilterRef`: the first 8 bytes of the
+filter weights' SHA-256 and a strength); the decoder applies exactly that filter, so a file
+decodes the same for as long as its filter is installed, whatever filter is the default
+later. The encoder sets the reference only where filtering lowers the squared error against
+the source image, so a filtered file is never worse than the unfiltered one.
+
+The filter runs on row bands of ``BAND_ROWS`` rows with ``MARGIN_ROWS`` rows of context above
+and below (more than the network's receptive radius), so memory stays bounded on large images
+and every band computes exactly what one pass over the whole image would.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vqz.bitstream.container import PostFilterRef
+from vqz.errors import ModelError
+
+__all__ = ["BAND_ROWS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "PostFilter", "PostFilterRef", "choose_postfilter",
+           "default_postfilter", "installed_postfilters", "postfilter_for_ref"]
+
+#: The filter the encoder offers by default.
+DEFAULT_POSTFILTER_ID = "vqz-pf1"
+#: Rows filtered per pass, and rows of context on each side (even: the filter works on 2x2 blocks).
+BAND_ROWS = 256
+MARGIN_ROWS = 16
+class PostFilter:
+    """One installed post-filter: ``filter_id``, ``filter_hash`` (8 bytes) and :meth:`apply`."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        from vqz.codec.engine import Transform, graph_path
+
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = dict(handle.metadata() or {})
+        if "postfilter_id" not in metadata:
+            raise ModelError(f"{path} is not a post-filter weights file")
+        self.path = path
+        self.filter_id = metadata["postfilter_id"]
+        self.config = json.loads(metadata.get("config", "{}"))
+        self.filter_hash = bytes.fromhex(digest[:16])
+        self._graph = Transform(graph_path(path, "postfilter"), load_file(str(path)), "postfilter", digest)
+
+    def bands(self, rgb: np.ndarray, strength: float) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(H, W, 3) uint8 decoded image -> ``(r0, r1, rows)``: rows ``r0..r1 - 1`` filtered at ``strength``
+        ((r1 - r0, W, 3) uint8), top to bottom."""
+        from vqz.codec.tiling import to_uint8
+
+        height, width = rgb.shape[:2]
+        pad_w = width % 2
+        level = np.array([strength], dtype=np.float32)
+        for r0 in range(0, height, BAND_ROWS):
+            r1 = min(height, r0 + BAND_ROWS)
+            lo, hi = max(0, r0 - MARGIN_ROWS), min(height, r1 + MARGIN_ROWS)
+            band = rgb[lo:hi]
+            pad_h = (hi - lo) % 2
+            if pad_h or pad_w:
+                band = np.pad(band, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            x = band.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
+            y = self._graph(x, strength=level)
+            yield r0, r1, to_uint8(y[:, :, r0 - lo : r1 - lo, :width])
+
+    def apply(self, rgb: np.ndarray, strength: float) -> np.ndarray:
+        """(H, W, 3) uint8 decoded image -> (H, W, 3) uint8 filtered at ``strength`` (a new array)."""
+        out = np.empty_like(rgb)
+        for r0, r1, rows in self.bands(rgb, strength):
+            out[r0:r1] = rows
+        return out
+
+    def gain(self, source: np.ndarray, decoded: np.ndarray, strength: float) -> int:
+        """How much filtering ``decoded`` at ``strength`` lowers its summed squared error against the
+        (H, W, 3) uint8 ``source`` (negative: filtering makes it worse), band by band."""
+        gain = 0
+        for r0, r1, rows in self.bands(decoded, strength):
+            ref = source[r0:r1].astype(np.int32)
+            gain += int(np.square(decoded[r0:r1].astype(np.int32) - ref).sum(dtype=np.int64))
+            gain -= int(np.square(rows.astype(np.int32) - ref).sum(dtype=np.int64))
+        return gain
+
+
+def _search_dirs() -> list[Path]:
+    from vqz.codec.registry import _search_dirs as model_dirs
+
+    return model_dirs()
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> tuple[PostFilter, ...]:
+    from vqz.codec.weights import read_metadata
+
+    found: dict[bytes, PostFilter] = {}
+    for folder in _search_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.safetensors")):
+            try:
+                if "postfilter_id" not in read_metadata(path):
+                    continue
+            except Exception:
+                continue
+            pf = PostFilter(path)
+            found.setdefault(pf.filter_hash, pf)
+    return tuple(found.values())
+
+
+def installed_postfilters() -> list[PostFilter]:
+    """Every installed post-filter (``VQZ_MODEL_PATH`` folders before the bundled ones)."""
+    return list(_installed())
+
+
+def postfilter_for_ref(ref: PostFilterRef) -> PostFilter:
+    """The installed filter a file asks for, or :class:`ModelError` naming it."""
+    for pf in _installed():
+        if pf.filter_hash == ref.filter_hash:
+            return pf
+    have = ", ".join(f"{pf.filter_id} ({pf.filter_hash.hex()})" for pf in _installed()) or "none"
+    raise ModelError(f"file needs post-filter {ref.filter_hash.hex()}, which is not installed (installed: {have})")
+
+
+def default_postfilter() -> PostFilter | None:
+    """The encoder's filter (:data:`DEFAULT_POSTFILTER_ID`), or None when it is not installed."""
+    for pf in _installed():
+        if pf.filter_id == DEFAULT_POSTFILTER_ID:
+            return pf
+    return None
+
+
+def choose_postfilter(source: np.ndarray, decoded: np.ndarray, strength: float) -> PostFilterRef | None:
+    """The encoder's choice: a reference to the default filter at ``strength`` (rounded to what a file
+    stores) when it lowers the squared error of ``decoded`` against ``source`` ((H, W, 3) uint8 both),
+    else None (also when no default filter is installed)."""
+    pf = default_postfilter()
+    if pf is None:
+        return None
+    ref = PostFilterRef.quantized(pf.filter_hash, strength)
+    return ref if pf.gain(source, decoded, ref.strength) > 0 else None

@@ -1,0 +1,227 @@
+"""The decoder's post-filter: format (flags bit 5, version 4), runtime, encoder choice, export."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vqz
+from vqz.bitstream import FORMAT_VERSION, RESIDUAL_VERSION, Header, PostFilterRef, pack, unpack_file
+from vqz.codec import postfilter as P
+from vqz.codec.levels import PURE_LEVELS
+from vqz.codec.pipeline import decode_bytes, encode_array
+from vqz.codec.rate_control import psnr
+from vqz.errors import FormatError, ModelError
+
+from conftest import KODAK, smooth_image
+from make_golden import POSTFILTER_QUALITY, postfilter_paths
+
+HEADER = Header("m", b"\x01" * 8, 10, 10, 5, 2, 2)
+REF = PostFilterRef(b"\x02" * 8, 42.5)
+
+
+def _photo(height: int = 96, width: int = 130) -> np.ndarray:
+    if KODAK.is_dir():
+        with Image.open(KODAK / "kodim05.png") as image:
+            return np.asarray(image.convert("RGB"))[100 : 100 + height, 200 : 200 + width].copy()
+    rng = np.random.default_rng(3)
+    return np.clip(smooth_image(height, width, seed=9).astype(int) + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def _with_crc(body: bytes) -> bytes:
+    return body[:-4] + struct.pack("<I", zlib.crc32(body[:-4]))
+
+
+# ------------------------------------------------------------------ format
+
+
+def test_a_post_filter_reference_round_trips_as_version_4():
+    from dataclasses import replace
+
+    data = pack(replace(HEADER, postfilter=REF), [b"abcd"], b"alpha", residual=b"resid", exif=b"II*\x00rest")
+    parsed = unpack_file(data)
+    assert data[4] == FORMAT_VERSION == 4 and data[5] & 0x20
+    assert parsed.header.postfilter == REF
+    assert (parsed.residual, parsed.alpha, parsed.exif) == (b"resid", b"alpha", b"II*\x00rest")
+    # without a reference a writer keeps the older versions, byte for byte
+    assert pack(HEADER, [b"abcd"], residual=b"resid")[4] == RESIDUAL_VERSION
+    assert pack(HEADER, [b"abcd"])[4] == 2
+
+
+def test_an_older_version_cannot_ask_for_a_post_filter():
+    from dataclasses import replace
+
+    data = bytearray(pack(replace(HEADER, postfilter=REF), [b"abcd"], residual=b"resid"))
+    data[4] = 3
+    with pytest.raises(FormatError, match="bit 5 .* needs format version 4"):
+        unpack_file(_with_crc(bytes(data)))
+
+
+def test_a_zero_strength_is_refused():
+    from dataclasses import replace
+
+    data = bytearray(pack(replace(HEADER, postfilter=REF), [b"abcd"]))
+    at = data.index(REF.filter_hash) + 8
+    data[at] = 0
+    with pytest.raises(FormatError, match="strength 0"):
+        unpack_file(_with_crc(bytes(data)))
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.25, 128.0, -1.0])
+def test_a_reference_is_checked(strength):
+    with pytest.raises(FormatError):
+        PostFilterRef(b"\x02" * 8, strength)
+
+
+def test_a_reference_quantizes_its_strength():
+    assert PostFilterRef.quantized(b"\x02" * 8, 20.6).strength == 20.5
+    assert PostFilterRef.quantized(b"\x02" * 8, 500).strength == 127.5
+    assert PostFilterRef.quantized(b"\x02" * 8, 0).strength == 0.5
+
+
+# ------------------------------------------------------------------ runtime
+
+
+def test_the_default_filter_is_installed():
+    pf = P.default_postfilter()
+    assert pf is not None and pf.filter_id == P.DEFAULT_POSTFILTER_ID
+    assert P.postfilter_for_ref(PostFilterRef(pf.filter_hash, 8.0)) is pf
+
+
+def test_bands_compute_what_one_pass_does(monkeypatch):
+    pf = P.default_postfilter()
+    rgb = _photo(75, 61)  # odd sides: the filter pads to 2x2 blocks and crops back
+    monkeypatch.setattr(P, "BAND_ROWS", 10 ** 6)
+    whole = pf.apply(rgb, 30.0)
+    monkeypatch.setattr(P, "BAND_ROWS", 16)
+    banded = pf.apply(rgb, 30.0)
+    assert whole.shape == rgb.shape and whole.dtype == np.uint8
+    assert np.array_equal(whole, banded)
+    assert not np.array_equal(whole, rgb)  # it does something
+
+
+def test_the_gain_is_the_drop_in_squared_error():
+    pf = P.default_postfilter()
+    rgb = _photo()
+    noisy = np.clip(rgb.astype(int) + np.random.default_rng(0).integers(-12, 13, rgb.shape), 0, 255).astype(np.uint8)
+    filtered = pf.apply(noisy, 42.0)
+    expected = int(np.square(noisy.astype(int) - rgb).sum()) - int(np.square(filtered.astype(int) - rgb).sum())
+    assert pf.gain(rgb, noisy, 42.0) == expected
+
+
+def test_the_encoder_asks_for_the_filter_only_where_it_helps():
+    rgb = _photo()
+    # a "decoded" image equal to the source: any filtering can only add error
+    assert P.choose_postfilter(rgb, rgb, 42.0) is None
+
+
+def test_a_missing_filter_is_named():
+    with pytest.raises(ModelError, match="post-filter 0303030303030303.*not installed"):
+        P.postfilter_for_ref(PostFilterRef(b"\x03" * 8, 8.0))
+
+
+# ------------------------------------------------------------------ encoder and decoder
+
+
+def test_a_residual_level_file_asks_for_the_filter_and_decodes_with_it(model):
+    from dataclasses import replace
+
+    rgb = _photo()
+    data, _ = encode_array(model, rgb, PURE_LEVELS + 2)
+    parsed = unpack_file(data)
+    ref = parsed.header.postfilter
+    assert ref is not None and data[4] == FORMAT_VERSION and ref.strength == 42.0
+    decoded = decode_bytes(model, data)
+    unfiltered = decode_bytes(model, pack(replace(parsed.header, postfilter=None), parsed.payloads, residual=parsed.residual))
+    assert np.array_equal(decoded, P.postfilter_for_ref(ref).apply(unfiltered, ref.strength))
+    assert psnr(rgb, decoded) > psnr(rgb, unfiltered)
+    # fewer stages than the file has: neither the residual layer nor the filter applies
+    assert np.array_equal(decode_bytes(model, data, stages=2), decode_bytes(model, encode_array(model, rgb, 2)[0]))
+    # stage-only levels never ask for it
+    assert unpack_file(encode_array(model, rgb, PURE_LEVELS)[0]).header.postfilter is None
+
+
+def test_a_file_whose_filter_is_missing_is_refused_in_one_line(tmp_path, model):
+    from dataclasses import replace
+
+    data, _ = encode_array(model, _photo(), PURE_LEVELS + 2)
+    parsed = unpack_file(data)
+    other = pack(replace(parsed.header, postfilter=PostFilterRef(b"\x03" * 8, 8.0)), parsed.payloads, residual=parsed.residual)
+    path = tmp_path / "a.vqz"
+    path.write_bytes(other)
+    from typer.testing import CliRunner
+
+    from vqz.cli.app import app
+
+    result = CliRunner().invoke(app, ["decode", str(path), "-o", str(tmp_path / "a.png")])
+    assert result.exit_code != 0 and "post-filter 0303030303030303" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "a.png").exists()
+
+
+def test_rate_control_files_carry_the_filter_choice(model):
+    rgb = _photo()
+    data = vqz.encode(rgb, target_bpp=1.5)
+    parsed = unpack_file(data)
+    assert parsed.residual is not None and parsed.header.postfilter is not None
+
+
+def test_the_golden_post_filtered_file_keeps_decoding():
+    # Written once (tests/make_golden.py) by the first format version 4 encoder.
+    coded, decoded_png = postfilter_paths()
+    data = coded.read_bytes()
+    assert unpack_file(data).header.postfilter is not None
+    decoded = vqz.decode_array(data)
+    expected = np.asarray(Image.open(decoded_png))
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 2
+    assert vqz.read_info(data).postfilter_strength is not None
+
+
+def test_info_reports_the_filter(model):
+    data, _ = encode_array(model, _photo(), POSTFILTER_QUALITY)
+    info = vqz.read_info(data)
+    assert info.format_version == 4 and info.postfilter_hash == P.default_postfilter().filter_hash.hex()
+
+
+# ------------------------------------------------------------------ training world
+
+
+def test_export_matches_the_network(tmp_path):
+    torch = pytest.importorskip("torch")
+    import json
+
+    from safetensors.torch import save_file
+
+    from vqz.codec.export import export_postfilter
+    from vqz.codec.postfilter_net import PostFilterNet
+
+    torch.manual_seed(0)
+    net = PostFilterNet(8, 3)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    checkpoint = tmp_path / "postfilter.safetensors"
+    save_file({f"net.{k}": v.contiguous() for k, v in net.state_dict().items()}, str(checkpoint),
+              metadata={"config": json.dumps({"channels": 8, "layers": 3})})
+    weights, graph = export_postfilter(checkpoint, tmp_path / "pf-test.safetensors", "pf-test")
+    assert graph.name == "pf-test.postfilter.onnx" and graph.exists()
+    pf = P.PostFilter(weights)
+    assert pf.filter_id == "pf-test"
+    rgb = _photo(40, 50)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        expected = (net(x, torch.tensor([20.0])).clamp(0, 1) * 255).round()[0].permute(1, 2, 0).byte().numpy()
+    got = pf.apply(rgb, 20.0)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_an_untrained_filter_is_the_identity():
+    torch = pytest.importorskip("torch")
+    from vqz.codec.postfilter_net import PostFilterNet
+
+    x = torch.rand(2, 3, 16, 18)
+    assert torch.equal(PostFilterNet(8, 3)(x, torch.tensor([8.0, 40.0])), x)
