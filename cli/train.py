@@ -201,24 +201,28 @@ def train_postfilter(
 
 
 def export_postfilter(
-    checkpoint: Annotated[Path, typer.Argument(help="A post-filter training checkpoint (RUN/postfilter.safetensors).", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors); the graph goes beside it.")],
+    source: Annotated[Path, typer.Argument(help="A post-filter training checkpoint (RUN/postfilter.safetensors), or a "
+                                                "shipped post-filter weights file (rewrites only its graph).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Weights file to write (.safetensors); the graph goes beside it.")] = None,
     filter_id: Annotated[str, typer.Option("--id", help="The filter's name (the encoder uses the one named vqz-pf1).")] = "vqz-pf1",
 ) -> None:
     """Ship a trained post-filter: its weights (safetensors) and ONNX graph for the coding runtime.
 
-    A file records the filter's weights hash, so a shipped filter must stay installed for the files that use it.
+    A file records the filter's weights hash, so a shipped filter must stay installed for the files that use it;
+    given a shipped weights file, only its graph is rewritten (the weights, and so the hash, stay).
 
     Example: vqz export-postfilter runs/pf1/postfilter.safetensors -o codec/weights/vqz-pf1.safetensors
     """
     require("train")
     from vqz.codec.export import export_postfilter as run
+    from vqz.codec.export import export_postfilter_graph
 
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", filter_id):
         raise typer.BadParameter(f"{filter_id!r}: an id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--id")
     try:
-        for path in run(checkpoint, output, filter_id):
+        paths = run(source, output, filter_id) if output is not None else [export_postfilter_graph(source)]
+        for path in paths:
             typer.echo(f"wrote {path}")
     except (VqzError, OSError, KeyError, RuntimeError) as exc:
-        error(checkpoint, f"cannot export a post-filter from it ({exc})")
+        error(source, f"cannot export a post-filter from it ({exc})")
         raise typer.Exit(1)

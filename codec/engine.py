@@ -100,9 +100,15 @@ class Transform:
     The session is created on the first call (so decoding never builds the analysis graph).
     """
 
-    def __init__(self, path: Path, tensors: dict[str, np.ndarray], role: str, weights_sha256: str) -> None:
+    def __init__(self, path: Path, tensors: dict[str, np.ndarray], role: str, weights_sha256: str,
+                 memory_arena: bool = True, input_dtype: type = np.float32) -> None:
+        """``memory_arena``: ONNX Runtime's CPU arena (faster; it keeps its peak allocation for the
+        session's lifetime, so a graph that runs after another one adds its peak to theirs);
+        ``input_dtype``: what ``x`` is converted to (the graph's input type)."""
         self.path = path
         self.role = role
+        self._arena = memory_arena
+        self._dtype = input_dtype
         self._tensors = external_tensors(tensors, role)
         self._sha = weights_sha256
         self._session = None
@@ -134,6 +140,7 @@ class Transform:
         options.log_severity_level = 3
         # idle worker threads sleep instead of spinning: the machine is shared with the caller
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.enable_cpu_mem_arena = self._arena
         if not isinstance(names, list) or not set(names) <= set(self._tensors):
             raise ModelError(f"model graph {self.path} names weights that the weights file lacks")
         values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(self._tensors[n])) for n in names]
@@ -151,6 +158,6 @@ class Transform:
             with self._lock:
                 if self._session is None:
                     self._session = self._create()
-        feeds = {"x": np.ascontiguousarray(x, dtype=np.float32)}
+        feeds = {"x": np.ascontiguousarray(x, dtype=self._dtype)}
         feeds.update({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()})
         return self._session.run(None, feeds)[0]

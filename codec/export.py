@@ -180,22 +180,23 @@ def export_graphs(weights_path: Path) -> list[Path]:
     return [export_graph(model, role, weights_path, network, metadata) for role in MODEL_ROLES]
 
 
-class _NamedPostFilter(nn.Module):
-    """The post-filter under the attribute ``pf``, so its parameter names match the weights file."""
+class _PostFilterGraph(nn.Module):
+    """The post-filter under the attribute ``pf`` (so its parameter names match the weights file), on
+    (H, W, 3) uint8 images: the conversions to and from [0, 1] floats run inside the graph."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.pf = net
 
     def forward(self, x: Tensor, strength: Tensor) -> Tensor:
-        return self.pf(x, strength)
+        y = self.pf(x.permute(2, 0, 1).unsqueeze(0).float() * (1.0 / 255.0), strength)
+        return (y.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)[0].permute(1, 2, 0)
 
 
 def export_postfilter(checkpoint: Path, weights_path: Path, filter_id: str) -> list[Path]:
     """Ship a post-filter training checkpoint (:mod:`vqz.codec.train_postfilter`): its network as
     ``weights_path`` (safetensors, tensors ``pf.*``, metadata ``postfilter_id`` and ``config``) and the
-    graph ``<stem>.postfilter.onnx`` beside it (inputs ``x`` (1, 3, H, W), ``strength`` (1,))."""
-    import onnx
+    graph beside it (:func:`export_postfilter_graph`)."""
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
@@ -206,7 +207,6 @@ def export_postfilter(checkpoint: Path, weights_path: Path, filter_id: str) -> l
         state = {k[4:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("net.")}
     net = PostFilterNet(train_config["channels"], train_config["layers"])
     net.load_state_dict(state)
-    net.eval()
     config = json.dumps({"channels": net.channels, "layers": net.layers, "block": BLOCK, "strength_scale": STRENGTH_SCALE})
     tensors = {f"pf.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
     weights_path = Path(weights_path)
@@ -214,14 +214,39 @@ def export_postfilter(checkpoint: Path, weights_path: Path, filter_id: str) -> l
     save_file(tensors, str(tmp), metadata={"postfilter_id": filter_id, "config": config})
     tmp.chmod(0o644)
     tmp.replace(weights_path)
+    return [weights_path, export_postfilter_graph(weights_path)]
+
+
+def export_postfilter_graph(weights_path: Path) -> Path:
+    """Write ``<stem>.postfilter.onnx`` beside a post-filter weights file (the file is left untouched):
+    inputs ``x`` (H, W, 3) uint8 with H, W even and ``strength`` (1,) float32, output ``y`` (H, W, 3)
+    uint8 (clamped, rounded half to even)."""
+    import onnx
+    import torch
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    from vqz.codec.postfilter_net import PostFilterNet
+
+    weights_path = Path(weights_path)
+    with safe_open(str(weights_path), framework="numpy") as handle:
+        metadata = dict(handle.metadata() or {})
+    if "postfilter_id" not in metadata:
+        raise ModelError(f"{weights_path} is not a post-filter weights file")
+    config = json.loads(metadata["config"])
+    tensors = load_file(str(weights_path))
+    net = PostFilterNet(config["channels"], config["layers"])
+    net.load_state_dict({k[3:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("pf.")})
+    net.eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_NamedPostFilter(net), (torch.rand(1, 3, 32, 32), torch.tensor([30.0])), buffer,
+        sample = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8)
+        torch.onnx.export(_PostFilterGraph(net), (sample, torch.tensor([30.0])), buffer,
                           input_names=["x", "strength"], output_names=["y"],
-                          dynamic_axes={"x": {2: "height", 3: "width"}, "y": {2: "height", 3: "width"}},
+                          dynamic_axes={"x": {0: "height", 1: "width"}, "y": {0: "height", 1: "width"}},
                           opset_version=OPSET, do_constant_folding=False, dynamo=False)
     graph = onnx.load_from_string(buffer.getvalue())
     sha = hashlib.sha256(weights_path.read_bytes()).hexdigest()
-    metadata = {"sha256": sha, "model_id": filter_id, "config": config}
-    return [weights_path, write_graph(graph, "postfilter", weights_path, tensors, metadata)]
+    info = {"sha256": sha, "model_id": metadata["postfilter_id"], "config": metadata["config"]}
+    return write_graph(graph, "postfilter", weights_path, tensors, info)

@@ -194,7 +194,9 @@ def residual_coding(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray
         return payload, None
     from vqz.codec.postfilter import choose_postfilter
 
-    return payload, choose_postfilter(rgb, render_residual(base, levels, params, top, left), step)
+    decoded = render_residual(base, levels, params, top, left)
+    del levels, base, activity  # (at 8K: 200 MB of coefficients) the filter's check needs only the images
+    return payload, choose_postfilter(rgb, decoded, step)
 
 
 def decode_indices(weights: LoadedWeights, header: Header, payloads: list[bytes], stages: int | None = None) -> np.ndarray:

@@ -75,3 +75,14 @@ def write_training_images(folder: Path, fraction: float) -> Path:
         coarse = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
         Image.fromarray(coarse).resize((56, 48), Image.BILINEAR).save(folder / name)
     return folder
+
+
+def photo_crop(height: int = 96, width: int = 128) -> np.ndarray:
+    """A Kodak crop when the data is here (texture the coarse stages miss), else a noisy synthetic image."""
+    if KODAK.is_dir():
+        from PIL import Image
+
+        with Image.open(KODAK / "kodim05.png") as image:
+            return np.asarray(image.convert("RGB"))[100 : 100 + height, 200 : 200 + width].copy()
+    rng = np.random.default_rng(3)
+    return np.clip(smooth_image(height, width, seed=9).astype(int) + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)

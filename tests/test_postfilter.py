@@ -17,7 +17,7 @@ from vqz.codec.pipeline import decode_bytes, encode_array
 from vqz.codec.rate_control import psnr
 from vqz.errors import FormatError, ModelError
 
-from conftest import KODAK, smooth_image
+from conftest import photo_crop
 from make_golden import POSTFILTER_QUALITY, postfilter_paths
 
 HEADER = Header("m", b"\x01" * 8, 10, 10, 5, 2, 2)
@@ -25,11 +25,7 @@ REF = PostFilterRef(b"\x02" * 8, 42.5)
 
 
 def _photo(height: int = 96, width: int = 130) -> np.ndarray:
-    if KODAK.is_dir():
-        with Image.open(KODAK / "kodim05.png") as image:
-            return np.asarray(image.convert("RGB"))[100 : 100 + height, 200 : 200 + width].copy()
-    rng = np.random.default_rng(3)
-    return np.clip(smooth_image(height, width, seed=9).astype(int) + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+    return photo_crop(height, width)
 
 
 def _with_crc(body: bytes) -> bytes:
@@ -95,9 +91,11 @@ def test_the_default_filter_is_installed():
 def test_bands_compute_what_one_pass_does(monkeypatch):
     pf = P.default_postfilter()
     rgb = _photo(75, 61)  # odd sides: the filter pads to 2x2 blocks and crops back
-    monkeypatch.setattr(P, "BAND_ROWS", 10 ** 6)
+    monkeypatch.setattr(P, "BAND_PIXELS", 10 ** 9)
     whole = pf.apply(rgb, 30.0)
-    monkeypatch.setattr(P, "BAND_ROWS", 16)
+    monkeypatch.setattr(P, "BAND_PIXELS", 16 * 61)
+    monkeypatch.setattr(P, "MIN_BAND_ROWS", 2)
+    assert P.band_rows(61) == 16
     banded = pf.apply(rgb, 30.0)
     assert whole.shape == rgb.shape and whole.dtype == np.uint8
     assert np.array_equal(whole, banded)
@@ -217,6 +215,13 @@ def test_export_matches_the_network(tmp_path):
         expected = (net(x, torch.tensor([20.0])).clamp(0, 1) * 255).round()[0].permute(1, 2, 0).byte().numpy()
     got = pf.apply(rgb, 20.0)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    # a shipped weights file: only its graph is rewritten, the weights (and the hash files name) stay
+    from vqz.codec.export import export_postfilter_graph
+
+    before = weights.read_bytes()
+    graph.unlink()
+    assert export_postfilter_graph(weights) == graph and graph.exists() and weights.read_bytes() == before
+    assert np.array_equal(P.PostFilter(weights).apply(rgb, 20.0), got)
 
 
 def test_an_untrained_filter_is_the_identity():

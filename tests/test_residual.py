@@ -18,19 +18,14 @@ from vqz.codec.pipeline import decode_bytes, encode_array, quality_range, render
 from vqz.codec.rate_control import psnr
 from vqz.errors import FormatError
 
-from conftest import KODAK, smooth_image
+from conftest import photo_crop
 from make_golden import RESIDUAL_QUALITY, residual_paths
 
 GOLDEN_RESIDUAL, GOLDEN_RESIDUAL_PNG = residual_paths("vqz-rvq16b-f8")
 
 
 def _photo(height: int = 96, width: int = 128) -> np.ndarray:
-    """A Kodak crop when the data is here (texture the coarse stages miss), else a noisy synthetic image."""
-    if KODAK.is_dir():
-        with Image.open(KODAK / "kodim05.png") as image:
-            return np.asarray(image.convert("RGB"))[100 : 100 + height, 200 : 200 + width].copy()
-    rng = np.random.default_rng(3)
-    return np.clip(smooth_image(height, width, seed=9).astype(int) + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+    return photo_crop(height, width)
 
 
 def test_the_probability_tables_are_frozen():
