@@ -184,7 +184,8 @@ def residual_coding(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray
         raise ImageError(f"model {weights.model_id} cannot carry a residual layer (its latent cells are not 8x8 blocks)")
     height, width = rgb.shape[:2]
     activity = whole_stage_activity(weights, indices, indices.shape[0])  # before the synthesis: a lower peak
-    if base is None:
+    own_base = base is None  # then the decoded image may overwrite it (at 8K: 100 MB less at the peak)
+    if own_base:
         base = render(weights, indices, height, width)
     (left, _, top, _), _ = compute_padding(height, width, min_div=8)
     params = ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET, tilt=RESIDUAL_TILT)
@@ -194,7 +195,7 @@ def residual_coding(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray
         return payload, None
     from vqz.codec.postfilter import choose_postfilter
 
-    decoded = render_residual(base, levels, params, top, left)
+    decoded = render_residual(base, levels, params, top, left, out=base if own_base else None)
     del levels, base, activity  # (at 8K: 200 MB of coefficients) the filter's check needs only the images
     return payload, choose_postfilter(rgb, decoded, step)
 

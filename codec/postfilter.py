@@ -34,7 +34,7 @@ __all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "PostFilter", 
 
 #: The filter the encoder offers by default.
 DEFAULT_POSTFILTER_ID = "vqz-pf1"
-#: Pixels filtered per pass (a band of whole rows, at least ``MIN_BAND_ROWS``: at 8K about 136 rows, a
+#: Pixels filtered per pass (a band of whole rows, at least ``MIN_BAND_ROWS``: at 8K 136 rows, a
 #: Kodak image in one pass), and rows of context on each side (even: the filter works on 2x2 blocks).
 BAND_PIXELS = 1 << 20
 MIN_BAND_ROWS = 32

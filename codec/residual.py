@@ -343,12 +343,14 @@ def _strip_residual(levels: list[np.ndarray], params: ResidualParams, i0: int, i
     return out
 
 
-def render_residual(base: np.ndarray, levels: list[np.ndarray], params: ResidualParams, top: int, left: int) -> np.ndarray:
+def render_residual(base: np.ndarray, levels: list[np.ndarray], params: ResidualParams, top: int, left: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 3) uint8 ``base`` + the decoded residual (image at ``top``, ``left`` of the padded frame),
-    rounded and clipped -> (H, W, 3) uint8; a strip of block rows at a time."""
+    rounded and clipped -> (H, W, 3) uint8 (into ``out`` if given, which may be ``base`` itself: each
+    strip reads its rows of ``base`` before it writes them); a strip of block rows at a time."""
     height, width = base.shape[:2]
     gh = levels[0].shape[0]
-    out = np.empty_like(base)
+    out = np.empty_like(base) if out is None else out
     for i0 in range(0, gh, STRIP_BLOCKS):
         i1 = min(gh, i0 + STRIP_BLOCKS)
         r0, r1 = max(0, i0 * BLOCK - top), min(height, i1 * BLOCK - top)

@@ -70,6 +70,9 @@ def test_strips_do_not_change_the_result(monkeypatch):
     monkeypatch.setattr(R, "STRIP_BLOCKS", 2)
     assert all(np.array_equal(a, b) for a, b in zip(whole, R.quantize_residual(rgb, base, 1, 2, (9, 3), params)))
     assert np.array_equal(R.render_residual(base, whole, params, 1, 2), image)
+    in_place = base.copy()  # the encoder renders into its own base image
+    assert R.render_residual(in_place, whole, params, 1, 2, out=in_place) is in_place
+    assert np.array_equal(in_place, image)
 
 
 def test_the_largest_residual_fits_the_alphabet_at_the_smallest_step():
