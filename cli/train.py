@@ -217,7 +217,7 @@ def export_postfilter(
     from vqz.codec.export import export_postfilter as run
     from vqz.codec.export import export_postfilter_graph
 
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", filter_id):
+    if not MODEL_ID_PATTERN.fullmatch(filter_id):
         raise typer.BadParameter(f"{filter_id!r}: an id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--id")
     try:
         paths = run(source, output, filter_id) if output is not None else [export_postfilter_graph(source)]

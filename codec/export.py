@@ -88,13 +88,19 @@ def _safetensors_offsets(path: Path) -> dict[str, tuple[int, int]]:
 
 
 def _trace(module: nn.Module, channels: int) -> bytes:
-    """ONNX bytes of ``module`` traced on a small input, dynamic height and width."""
+    """ONNX bytes of a transform traced on a small (1, channels, h, w) input, dynamic height and width."""
     sample = torch.rand(1, channels, 64, 64) if channels == 3 else torch.rand(1, channels, 8, 8)
+    return _export_onnx(module, (sample,), ["x"], {2: "height", 3: "width"})
+
+
+def _export_onnx(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str], spatial: dict[int, str]) -> bytes:
+    """ONNX bytes of ``module`` traced on ``inputs`` (named ``names``; output ``y``), the axes ``spatial``
+    of the first input and of the output dynamic."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (sample,), buffer, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {2: "height", 3: "width"}, "y": {2: "height", 3: "width"}},
+        torch.onnx.export(module, inputs, buffer, input_names=names, output_names=["y"],
+                          dynamic_axes={names[0]: spatial, "y": spatial},
                           opset_version=OPSET, do_constant_folding=False, dynamo=False)
     return buffer.getvalue()
 
@@ -222,7 +228,6 @@ def export_postfilter_graph(weights_path: Path) -> Path:
     inputs ``x`` (H, W, 3) uint8 with H, W even and ``strength`` (1,) float32, output ``y`` (H, W, 3)
     uint8 (clamped, rounded half to even)."""
     import onnx
-    import torch
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -238,15 +243,8 @@ def export_postfilter_graph(weights_path: Path) -> Path:
     net = PostFilterNet(config["channels"], config["layers"])
     net.load_state_dict({k[3:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("pf.")})
     net.eval()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        sample = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8)
-        torch.onnx.export(_PostFilterGraph(net), (sample, torch.tensor([30.0])), buffer,
-                          input_names=["x", "strength"], output_names=["y"],
-                          dynamic_axes={"x": {0: "height", 1: "width"}, "y": {0: "height", 1: "width"}},
-                          opset_version=OPSET, do_constant_folding=False, dynamo=False)
-    graph = onnx.load_from_string(buffer.getvalue())
+    sample = (torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8), torch.tensor([30.0]))
+    graph = onnx.load_from_string(_export_onnx(_PostFilterGraph(net), sample, ["x", "strength"], {0: "height", 1: "width"}))
     sha = hashlib.sha256(weights_path.read_bytes()).hexdigest()
     info = {"sha256": sha, "model_id": metadata["postfilter_id"], "config": metadata["config"]}
     return write_graph(graph, "postfilter", weights_path, tensors, info)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +55,6 @@ class PostFilter:
             raise ModelError(f"{path} is not a post-filter weights file")
         self.path = path
         self.filter_id = metadata["postfilter_id"]
-        self.config = json.loads(metadata.get("config", "{}"))
         self.filter_hash = bytes.fromhex(digest[:16])
         # without ONNX Runtime's arena, which would keep the filter's peak on top of the transforms' (8K
         # encode at q6 peaked at 2.09 GiB with it), at no measurable cost in speed for this small graph
@@ -102,28 +100,14 @@ def band_rows(width: int) -> int:
     return max(MIN_BAND_ROWS, BAND_PIXELS // max(1, width)) // 2 * 2
 
 
-def _search_dirs() -> list[Path]:
-    from vqz.codec.registry import _search_dirs as model_dirs
-
-    return model_dirs()
-
-
 @functools.lru_cache(maxsize=1)
 def _installed() -> tuple[PostFilter, ...]:
-    from vqz.codec.weights import read_metadata
+    from vqz.codec.registry import weights_files
 
     found: dict[bytes, PostFilter] = {}
-    for folder in _search_dirs():
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.safetensors")):
-            try:
-                if "postfilter_id" not in read_metadata(path):
-                    continue
-            except Exception:
-                continue
-            pf = PostFilter(path)
-            found.setdefault(pf.filter_hash, pf)
+    for _, path in weights_files("postfilter_id"):
+        pf = PostFilter(path)
+        found.setdefault(pf.filter_hash, pf)
     return tuple(found.values())
 
 

@@ -31,19 +31,29 @@ def _search_dirs() -> list[Path]:
     return extra + [WEIGHTS_DIR]
 
 
-def available_models() -> list[ModelEntry]:
-    """Every model file found, first occurrence of an id wins (VQZ_MODEL_PATH before bundled)."""
-    seen: dict[str, ModelEntry] = {}
+def weights_files(kind: str) -> list[tuple[str, Path]]:
+    """``(name, path)`` of every weights file in the search folders (VQZ_MODEL_PATH before bundled,
+    each folder sorted) whose metadata names it under ``kind`` (``model_id``; ``postfilter_id`` for the
+    post-filters); unreadable files are skipped."""
+    found = []
     for folder in _search_dirs():
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.safetensors")):
             try:
-                model_id = read_metadata(path).get("model_id")
+                name = read_metadata(path).get(kind)
             except Exception:
                 continue
-            if model_id and model_id not in seen:
-                seen[model_id] = ModelEntry(model_id, path)
+            if name:
+                found.append((name, path))
+    return found
+
+
+def available_models() -> list[ModelEntry]:
+    """Every model file found, first occurrence of an id wins (VQZ_MODEL_PATH before bundled)."""
+    seen: dict[str, ModelEntry] = {}
+    for model_id, path in weights_files("model_id"):
+        seen.setdefault(model_id, ModelEntry(model_id, path))
     return list(seen.values())
 
 
