@@ -178,6 +178,8 @@ def train_postfilter(
     channels: Annotated[int, typer.Option("--channels", help="Convolution channels.")] = 32,
     layers: Annotated[int, typer.Option("--layers", help="Convolutions.")] = 4,
     threads: Annotated[int, typer.Option("--threads", help="Torch threads.")] = 2,
+    stage_pairs: Annotated[int, typer.Option("--stage-pairs", help="Also learn the stage-only levels: decodings of random stage-only levels per image (0: residual levels only).")] = 0,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16 (autocast; pays only on CPUs with native bf16 or on CUDA).")] = "fp32",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
 ) -> None:
     """Train the decoder's post-filter on images the installed model decodes (CPU).
@@ -191,7 +193,8 @@ def train_postfilter(
     from vqz.codec.train_postfilter import train_postfilter as run
 
     cfg = PostFilterTrainConfig(data=data, out=out, model=model, steps=steps, images=images, channels=channels,
-                                layers=layers, threads=threads)
+                                layers=layers, threads=threads, precision=precision,
+                                stage_pairs_per_image=stage_pairs)
     try:
         checkpoint = run(cfg, resume=resume, log=typer.echo)
     except (VqzError, OSError) as exc:

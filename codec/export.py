@@ -213,7 +213,8 @@ def export_postfilter(checkpoint: Path, weights_path: Path, filter_id: str) -> l
         state = {k[4:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("net.")}
     net = PostFilterNet(train_config["channels"], train_config["layers"])
     net.load_state_dict(state)
-    config = json.dumps({"channels": net.channels, "layers": net.layers, "block": BLOCK, "strength_scale": STRENGTH_SCALE})
+    config = json.dumps({"channels": net.channels, "layers": net.layers, "block": BLOCK, "strength_scale": STRENGTH_SCALE,
+                         "stage_levels": bool(train_config.get("stage_pairs_per_image", 0))})
     tensors = {f"pf.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
     weights_path = Path(weights_path)
     tmp = weights_path.with_name(weights_path.name + ".tmp")

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
 
-__all__ = ["LevelPlan", "PURE_LEVELS", "RESIDUAL_LADDER", "encoder_settings_id", "level_plan", "level_plans"]
+__all__ = ["LevelPlan", "PURE_LEVELS", "RESIDUAL_LADDER", "encoder_settings_id", "level_plan", "level_plans",
+           "postfilter_strength"]
 
 PURE_LEVELS = 4
 #: (stages, luma step in pixel units) of the levels above the pure ones, coarse to fine. Every one
@@ -43,6 +44,13 @@ RESIDUAL_ROUNDING = 0.33
 RESIDUAL_TILT = 1.0
 
 
+#: Post-filter strength of a stage-only file of ``s`` stages: ``STAGE_STRENGTH_BASE - STAGE_STRENGTH_PER_STAGE * s``
+#: (124, 108, 92, 76 for 1..4 stages), above every residual step of the ladder (<= 57), so that one filter
+#: tells the VQ stages' artifacts from the residual layer's by its strength input.
+STAGE_STRENGTH_BASE = 140.0
+STAGE_STRENGTH_PER_STAGE = 16.0
+
+
 @dataclass(frozen=True)
 class LevelPlan:
     """``stages``: residual-VQ stages coded; ``residual_step``: luma step of the residual layer
@@ -50,6 +58,15 @@ class LevelPlan:
 
     stages: int
     residual_step: float | None = None
+
+
+def postfilter_strength(plan: LevelPlan) -> float:
+    """The post-filter strength the encoder asks for at ``plan`` (a multiple of 1/2 in 0.5..127.5): the
+    residual step on a residual level, ``STAGE_STRENGTH_BASE - STAGE_STRENGTH_PER_STAGE * stages`` on a
+    stage-only one. Only the encoder and the filter's training use it; a file stores its strength."""
+    if plan.residual_step is not None:
+        return plan.residual_step
+    return STAGE_STRENGTH_BASE - STAGE_STRENGTH_PER_STAGE * plan.stages
 
 
 def level_plans(weights: LoadedWeights) -> list[LevelPlan]:
@@ -71,5 +88,6 @@ def encoder_settings_id() -> str:
     benchmarks record it so that cached results of an older encoder are recognised as stale."""
     import hashlib
 
-    text = repr((PURE_LEVELS, RESIDUAL_LADDER, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT))
+    text = repr((PURE_LEVELS, RESIDUAL_LADDER, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT,
+                 STAGE_STRENGTH_BASE, STAGE_STRENGTH_PER_STAGE))
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -9,7 +9,9 @@ A file asks for a filter in its header (:class:`PostFilterRef`: the first 8 byte
 filter weights' SHA-256 and a strength); the decoder applies exactly that filter, so a file
 decodes the same for as long as its filter is installed, whatever filter is the default
 later. The encoder sets the reference only where filtering lowers the squared error against
-the source image, so a filtered file is never worse than the unfiltered one.
+the source image, so a filtered file is never worse than the unfiltered one: on residual
+levels, and on stage-only levels when the default filter was trained on them too (its
+config says ``stage_levels``).
 
 The filter runs on row bands of about ``BAND_PIXELS`` pixels with ``MARGIN_ROWS`` rows of context above
 and below (more than the network's receptive radius), so memory stays bounded on large images
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from vqz.bitstream.container import PostFilterRef
 from vqz.errors import ModelError
 
 __all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "PostFilter", "PostFilterRef", "choose_postfilter",
-           "default_postfilter", "installed_postfilters", "postfilter_for_ref"]
+           "default_postfilter", "installed_postfilters", "postfilter_for_ref", "stage_postfilter"]
 
 #: The filter the encoder offers by default.
 DEFAULT_POSTFILTER_ID = "vqz-pf1"
@@ -55,6 +58,8 @@ class PostFilter:
             raise ModelError(f"{path} is not a post-filter weights file")
         self.path = path
         self.filter_id = metadata["postfilter_id"]
+        #: whether it was trained on the stage-only levels too (their strengths, vqz.codec.levels.postfilter_strength)
+        self.stage_levels = bool(json.loads(metadata.get("config", "{}")).get("stage_levels", False))
         self.filter_hash = bytes.fromhex(digest[:16])
         # without ONNX Runtime's arena, which would keep the filter's peak on top of the transforms' (8K
         # encode at q6 peaked at 2.09 GiB with it), at no measurable cost in speed for this small graph
@@ -133,11 +138,19 @@ def default_postfilter() -> PostFilter | None:
     return None
 
 
-def choose_postfilter(source: np.ndarray, decoded: np.ndarray, strength: float) -> PostFilterRef | None:
+def stage_postfilter() -> PostFilter | None:
+    """The default filter if it serves the stage-only levels (trained on them), else None."""
+    pf = default_postfilter()
+    return pf if pf is not None and pf.stage_levels else None
+
+
+def choose_postfilter(source: np.ndarray, decoded: np.ndarray, strength: float,
+                      stage_only: bool = False) -> PostFilterRef | None:
     """The encoder's choice: a reference to the default filter at ``strength`` (rounded to what a file
     stores) when it lowers the squared error of ``decoded`` against ``source`` ((H, W, 3) uint8 both),
-    else None (also when no default filter is installed)."""
-    pf = default_postfilter()
+    else None (also when no default filter is installed, or for a ``stage_only`` file when the
+    default filter was not trained on those levels)."""
+    pf = stage_postfilter() if stage_only else default_postfilter()
     if pf is None:
         return None
     ref = PostFilterRef.quantized(pf.filter_hash, strength)

@@ -189,6 +189,8 @@ class QualityLadder:
 
         self._check_partial(quality, coded)
         if coded == self.cells:
+            if unpack_file(self.stage_file(quality)).header.postfilter is not None:
+                return self.psnr(quality)
             return psnr(self.rgb, self.render_stages(quality))
         key = (quality, coded)
         if key not in self._partial_psnr:
@@ -253,7 +255,13 @@ class QualityLadder:
         if not 1 <= stages <= self.num_stages:
             raise ValueError(f"stages must be in 1..{self.num_stages}, got {stages}")
         if stages not in self._stage_files:
-            self._stage_files[stages] = pack(replace(self._header, quality=self.stage_level(stages)),
+            postfilter = None
+            if stages in self.stage_levels:  # a level's own file, as a direct encode writes it
+                from vqz.codec.pipeline import stage_postfilter_ref
+
+                postfilter = stage_postfilter_ref(self.weights, self.rgb, self._indices[:stages],
+                                                  self.render_stages(stages))
+            self._stage_files[stages] = pack(replace(self._header, quality=self.stage_level(stages), postfilter=postfilter),
                                              self._payloads[:stages], self._alpha, **self.metadata.chunks())
         return self._stage_files[stages]
 

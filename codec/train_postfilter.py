@@ -4,15 +4,17 @@ Pairs: each training image (the model's training split; the held-out split by th
 ``validation_fraction`` 0.05, is kept for validation) is centre-cropped to at most
 ``max_pixels``, coded by the installed model ``model`` at its highest stage-only level, and the
 residual layer is added at ``steps_per_image`` randomly chosen steps of the quality ladder
-(:data:`vqz.codec.levels.RESIDUAL_LADDER`). The decoded images are cached as ``.npz`` in
-``<out>/pairs`` (derivable: delete them at will).
+(:data:`vqz.codec.levels.RESIDUAL_LADDER`); with ``stage_pairs_per_image`` > 0, as many decodings
+of a random stage-only level (1..PURE_LEVELS stages) are added at that level's strength
+(:func:`vqz.codec.levels.postfilter_strength`), so one filter serves every level. The decoded
+images are cached as ``.npz`` in ``<out>/pairs`` (derivable: delete them at will).
 
 Training: random ``crop`` x ``crop`` crops (even offsets), batches of ``batch``, MSE on [0, 1]
 RGB, Adam, cosine learning-rate decay from ``lr`` to 0 over ``steps``. The checkpoint
 (``<out>/postfilter.safetensors``: network, Adam state, step; configuration in its metadata)
 is written every ``checkpoint_every`` steps; ``resume`` continues from it. Held-out PSNR gain
 (dB, filtered vs unfiltered decoded image, mean over images and steps) is logged to
-``<out>/log.csv`` at each checkpoint.
+``<out>/log.csv`` at each checkpoint, over the residual levels and the stage-only levels apart.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from vqz.errors import VqzError
 
 __all__ = ["PostFilterTrainConfig", "make_pairs", "train_postfilter", "heldout_gain"]
 
@@ -43,11 +47,13 @@ class PostFilterTrainConfig:
     images: int = 400  # training images to code (a random subset of the split)
     heldout_images: int = 12
     steps_per_image: int = 3
+    stage_pairs_per_image: int = 0  # decodings of random stage-only levels per image (0: residual levels only)
     max_pixels: int = 400_000
     validation_fraction: float = 0.05
     checkpoint_every: int = 500
     threads: int = 2
     seed: int = 0
+    precision: str = "fp32"  # "bf16": autocast the filter's forward pass (falls back to fp32 without native bf16)
 
 
 def _centre_crop(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -62,12 +68,13 @@ def _centre_crop(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
 
 def make_pairs(model: str | None, paths: list[Path], folder: Path, steps: list[float], per_image: int | None,
                max_pixels: int, seed: int) -> list[Path]:
-    """Code each image of ``paths`` and cache (original, decoded images, steps) in ``folder``.
+    """Code each image of ``paths`` and cache (original, decoded images, strengths) in ``folder``.
 
-    ``per_image`` random steps of ``steps`` per image, or all of them when None."""
+    ``steps``: residual steps, or negative numbers ``-s`` for the stage-only level of ``s`` stages
+    (cached at its filter strength); ``per_image`` random ones per image, or all of them when None."""
     from vqz.codec import pipeline
     from vqz.codec.data import load_rgb
-    from vqz.codec.levels import PURE_LEVELS
+    from vqz.codec.levels import PURE_LEVELS, LevelPlan, postfilter_strength
     from vqz.codec.padding import compute_padding
     from vqz.codec.registry import load_model
     from vqz.codec.residual import decode_residual
@@ -85,13 +92,17 @@ def make_pairs(model: str | None, paths: list[Path], folder: Path, steps: list[f
         rgb = _centre_crop(load_rgb(path), max_pixels)
         height, width = rgb.shape[:2]
         indices = pipeline.encode_indices(weights, rgb, PURE_LEVELS)
-        base = pipeline.render(weights, indices, height, width)
-        activity = pipeline.whole_stage_activity(weights, indices, PURE_LEVELS)
-        (left, _, top, _), _ = compute_padding(height, width, min_div=8)
-        decoded = [decode_residual(pipeline.residual_layer(weights, rgb, indices, step, base), base, top, left,
-                                   indices.shape[1:], activity) for step in picks]
+        decoded = [pipeline.render(weights, indices[: int(-step)], height, width) for step in picks if step < 0]
+        if any(step > 0 for step in picks):
+            base = pipeline.render(weights, indices, height, width)
+            activity = pipeline.whole_stage_activity(weights, indices, PURE_LEVELS)
+            (left, _, top, _), _ = compute_padding(height, width, min_div=8)
+            decoded += [decode_residual(pipeline.residual_layer(weights, rgb, indices, step, base), base, top, left,
+                                        indices.shape[1:], activity) for step in picks if step > 0]
+        picks = [step for step in picks if step < 0] + [step for step in picks if step > 0]
+        strengths = [step if step > 0 else postfilter_strength(LevelPlan(int(-step))) for step in picks]
         tmp = target.with_suffix(".tmp.npz")
-        np.savez(tmp, rgb=rgb, decoded=np.stack(decoded), steps=np.array(picks, dtype=np.float32))
+        np.savez(tmp, rgb=rgb, decoded=np.stack(decoded), steps=np.array(strengths, dtype=np.float32))
         tmp.replace(target)
     return out
 
@@ -108,8 +119,14 @@ def _split(cfg: PostFilterTrainConfig) -> tuple[list[Path], list[Path]]:
     return train, held
 
 
-def _load(paths: list[Path]) -> list[dict[str, np.ndarray]]:
-    return [dict(np.load(p)) for p in paths]
+def _load(paths: list[Path], extra: list[Path] | None = None) -> list[dict[str, np.ndarray]]:
+    """The cached pairs; ``extra`` (same images, same order): more decodings appended to each."""
+    pairs = [dict(np.load(p)) for p in paths]
+    for pair, path in zip(pairs, extra or []):
+        more = np.load(path)
+        pair["decoded"] = np.concatenate([pair["decoded"], more["decoded"]])
+        pair["steps"] = np.concatenate([pair["steps"], more["steps"]])
+    return pairs
 
 
 def heldout_gain(net, pairs: list[dict[str, np.ndarray]]) -> float:
@@ -158,8 +175,13 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     import torch
     from safetensors.torch import load_file, save_file
 
-    from vqz.codec.levels import RESIDUAL_LADDER
+    from vqz.codec.levels import PURE_LEVELS, RESIDUAL_LADDER
     from vqz.codec.postfilter_net import PostFilterNet
+    from vqz.codec.train import PRECISIONS, autocast_enabled
+
+    if cfg.precision not in PRECISIONS:
+        raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -169,8 +191,17 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     train_paths, held_paths = _split(cfg)
     steps = [step for _, step in RESIDUAL_LADDER]
     started = time.time()
-    train = _load(make_pairs(cfg.model, train_paths, out / "pairs", steps, cfg.steps_per_image, cfg.max_pixels, cfg.seed))
+    stage_levels = [-float(s) for s in range(1, PURE_LEVELS + 1)]
+    train_stages = held_stages = None
+    if cfg.stage_pairs_per_image:
+        train_stages = make_pairs(cfg.model, train_paths, out / "pairs-stages", stage_levels, cfg.stage_pairs_per_image,
+                                  cfg.max_pixels, cfg.seed)
+        held_stages = make_pairs(cfg.model, held_paths, out / "pairs-heldout-stages", stage_levels, None, cfg.max_pixels,
+                                 cfg.seed)
+    train = _load(make_pairs(cfg.model, train_paths, out / "pairs", steps, cfg.steps_per_image, cfg.max_pixels, cfg.seed),
+                  train_stages)
     held = _load(make_pairs(cfg.model, held_paths, out / "pairs-heldout", steps[::2], None, cfg.max_pixels, cfg.seed))
+    held_stage = _load(held_stages) if held_stages else []
     log(f"{len(train)} training and {len(held)} held-out images coded in {time.time() - started:.0f} s")
 
     net = PostFilterNet(cfg.channels, cfg.layers)
@@ -190,14 +221,16 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     with open(log_path, "w" if new_log else "a", newline="") as handle:
         writer = csv.writer(handle)
         if new_log:
-            writer.writerow(["step", "lr", "train_gain_db", "heldout_gain_db", "minutes"])
+            writer.writerow(["step", "lr", "train_gain_db", "heldout_gain_db", "heldout_stage_gain_db", "minutes"])
         running = 0.0
         for step in range(start, cfg.steps):
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
             for group in opt.param_groups:
                 group["lr"] = lr
             x, y, strength = _batch(train, cfg.batch, cfg.crop, rng)
-            loss = torch.nn.functional.mse_loss(net(x, strength), y)
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                filtered = net(x, strength)
+            loss = torch.nn.functional.mse_loss(filtered.float(), y)
             before = torch.nn.functional.mse_loss(x, y).item()
             opt.zero_grad()
             loss.backward()
@@ -207,6 +240,7 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 net.eval()
                 gain = heldout_gain(net, held)
+                stage_gain = heldout_gain(net, held_stage) if held_stage else float("nan")
                 net.train()
                 state = {f"net.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
                 for i, p in enumerate(net.parameters()):
@@ -218,7 +252,8 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
                 save_file(state, tmp, metadata={"config": json.dumps(asdict(cfg))})
                 tmp.replace(checkpoint)
                 minutes = (time.time() - started) / 60
-                writer.writerow([done, f"{lr:.3e}", f"{running:.4f}", f"{gain:.4f}", f"{minutes:.1f}"])
+                writer.writerow([done, f"{lr:.3e}", f"{running:.4f}", f"{gain:.4f}", f"{stage_gain:.4f}", f"{minutes:.1f}"])
                 handle.flush()
-                log(f"step {done}: train gain {running:.3f} dB (running), held-out gain {gain:.3f} dB, {minutes:.1f} min")
+                log(f"step {done}: train gain {running:.3f} dB (running), held-out gain {gain:.3f} dB "
+                    f"(stage-only levels {stage_gain:.3f} dB), {minutes:.1f} min")
     return checkpoint

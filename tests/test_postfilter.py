@@ -13,7 +13,7 @@ import vqz
 from vqz.bitstream import FORMAT_VERSION, RESIDUAL_VERSION, Header, PostFilterRef, pack, unpack_file
 from vqz.codec import postfilter as P
 from vqz.codec.levels import PURE_LEVELS
-from vqz.codec.pipeline import decode_bytes, encode_array
+from vqz.codec.pipeline import decode_bytes, encode_array, encode_indices, render
 from vqz.codec.rate_control import psnr
 from vqz.errors import FormatError, ModelError
 
@@ -139,8 +139,45 @@ def test_a_residual_level_file_asks_for_the_filter_and_decodes_with_it(model):
     assert psnr(rgb, decoded) > psnr(rgb, unfiltered)
     # fewer stages than the file has: neither the residual layer nor the filter applies
     assert np.array_equal(decode_bytes(model, data, stages=2), decode_bytes(model, encode_array(model, rgb, 2)[0]))
-    # stage-only levels never ask for it
-    assert unpack_file(encode_array(model, rgb, PURE_LEVELS)[0]).header.postfilter is None
+
+
+def test_stage_only_levels_ask_for_the_filter_at_their_own_strengths(model):
+    from dataclasses import replace
+
+    from vqz.codec.levels import LevelPlan, postfilter_strength
+
+    assert P.default_postfilter().stage_levels  # the shipped filter was trained on them too
+    rgb = _photo()
+    for stages in range(1, PURE_LEVELS + 1):
+        data, _ = encode_array(model, rgb, stages)
+        parsed = unpack_file(data)
+        ref = parsed.header.postfilter
+        assert ref is not None and ref.strength == postfilter_strength(LevelPlan(stages))
+        decoded = decode_bytes(model, data)
+        unfiltered = decode_bytes(model, pack(replace(parsed.header, postfilter=None), parsed.payloads))
+        assert np.array_equal(decoded, P.postfilter_for_ref(ref).apply(unfiltered, ref.strength))
+        assert psnr(rgb, decoded) > psnr(rgb, unfiltered)
+    # decoding fewer stages than a stage-only file has leaves the filter out
+    data = encode_array(model, rgb, 3)[0]
+    assert np.array_equal(decode_bytes(model, data, stages=2), render(model, encode_indices(model, rgb, 2), *rgb.shape[:2]))
+
+
+def test_stage_only_strengths_are_storable_and_apart_from_the_residual_steps():
+    from vqz.bitstream.container import PostFilterRef as Ref
+    from vqz.codec.levels import RESIDUAL_LADDER, LevelPlan, postfilter_strength
+
+    strengths = [postfilter_strength(LevelPlan(s)) for s in range(1, PURE_LEVELS + 1)]
+    assert all(Ref.quantized(b"\0" * 8, s).strength == s for s in strengths)
+    assert len(set(strengths)) == PURE_LEVELS and min(strengths) > max(step for _, step in RESIDUAL_LADDER)
+    assert postfilter_strength(LevelPlan(4, 20.5)) == 20.5
+
+
+def test_a_filter_not_trained_on_stage_only_levels_is_not_offered_there(monkeypatch):
+    pf = P.default_postfilter()
+    monkeypatch.setattr(pf, "stage_levels", False)
+    rgb = _photo()
+    blurred = ((rgb.astype(np.uint16) + np.roll(rgb, 1, 0) + np.roll(rgb, 1, 1)) // 3).astype(np.uint8)
+    assert P.stage_postfilter() is None and P.choose_postfilter(rgb, blurred, 76.0, stage_only=True) is None
 
 
 def test_a_file_whose_filter_is_missing_is_refused_in_one_line(tmp_path, model):
@@ -208,7 +245,10 @@ def test_export_matches_the_network(tmp_path):
     weights, graph = export_postfilter(checkpoint, tmp_path / "pf-test.safetensors", "pf-test")
     assert graph.name == "pf-test.postfilter.onnx" and graph.exists()
     pf = P.PostFilter(weights)
-    assert pf.filter_id == "pf-test"
+    assert pf.filter_id == "pf-test" and not pf.stage_levels
+    save_file({f"net.{k}": v.contiguous() for k, v in net.state_dict().items()}, str(checkpoint),
+              metadata={"config": json.dumps({"channels": 8, "layers": 3, "stage_pairs_per_image": 2})})
+    assert P.PostFilter(export_postfilter(checkpoint, tmp_path / "pf-stages.safetensors", "pf-stages")[0]).stage_levels
     rgb = _photo(40, 50)
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
@@ -222,6 +262,24 @@ def test_export_matches_the_network(tmp_path):
     graph.unlink()
     assert export_postfilter_graph(weights) == graph and graph.exists() and weights.read_bytes() == before
     assert np.array_equal(P.PostFilter(weights).apply(rgb, 20.0), got)
+
+
+def test_training_pairs_cover_stage_only_levels_at_their_strengths(tmp_path):
+    pytest.importorskip("torch")
+    from PIL import Image
+
+    from vqz.codec.train_postfilter import _load, make_pairs
+
+    for i in range(2):
+        Image.fromarray(np.ascontiguousarray(photo_crop(48, 64)[:, :: 1 - 2 * i])).save(tmp_path / f"img{i}.png")
+    paths = sorted(tmp_path.glob("*.png"))
+    stage_pairs = make_pairs(None, paths, tmp_path / "stages", [-1.0, -2.0, -3.0, -4.0], 2, 10_000, 0)
+    residual_pairs = make_pairs(None, paths, tmp_path / "residual", [42.0, 20.5], None, 10_000, 0)
+    pairs = _load(residual_pairs, stage_pairs)
+    assert [len(p["steps"]) for p in pairs] == [4, 4]
+    for pair in pairs:
+        assert pair["decoded"].shape == (4, 48, 64, 3) and pair["decoded"].dtype == np.uint8
+        assert list(pair["steps"][:2]) == [42.0, 20.5] and set(pair["steps"][2:]) <= {124.0, 108.0, 92.0, 76.0}
 
 
 def test_an_untrained_filter_is_the_identity():
