@@ -56,13 +56,13 @@ class VqzCodec(Codec):
         from vqz.bitstream import FORMAT_VERSION
         from vqz.codec.levels import encoder_settings_id
 
-        from vqz.codec.postfilter import default_postfilter
+        from vqz.codec.postfilter import default_postfilter, stage_postfilter
 
         model = self._api.load_model()
-        pf = default_postfilter()
-        postfilter = "none" if pf is None else f"{pf.filter_id} ({pf.filter_hash.hex()})"
+        named = lambda pf: "none" if pf is None else f"{pf.filter_id} ({pf.filter_hash.hex()})"  # noqa: E731
         return (f"vqz {vqz.__version__} (vqz.api), model {model.model_id} (weights {model.weights_hash.hex()}), "
-                f"format {FORMAT_VERSION}, levels {encoder_settings_id()}, post-filter {postfilter}; setting = quality level")
+                f"format {FORMAT_VERSION}, levels {encoder_settings_id()}, post-filter {named(default_postfilter())} "
+                f"(stage-only levels: {named(stage_postfilter())}); setting = quality level")
 
     def settings(self) -> list[Setting]:
         return list(self._levels)

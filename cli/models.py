@@ -15,7 +15,7 @@ def models(
 ) -> None:
     """List the installed models: id, weights hash, quality levels, size in bytes, path; then the post-filters.
 
-    The default model is marked with *. Folders listed in VQZ_MODEL_PATH are searched before
+    The default model and the post-filters the encoder uses are marked with *. Folders listed in VQZ_MODEL_PATH are searched before
     the bundled weights; pass an id or a path to vqz encode --model.
 
     Example: vqz models --json
@@ -50,10 +50,13 @@ def models(
             mark = "*" if row.get("default") else " "
             typer.echo(f"{mark} {row['id']:<{width['id']}}  {row['hash']:<{width['hash']}}  "
                        f"{row['levels']:>{width['levels']}}  {row['size_bytes']:>{width['size_bytes']}}  {row['path']}")
-        from vqz.codec.postfilter import DEFAULT_POSTFILTER_ID, installed_postfilters
+        from vqz.codec.postfilter import default_postfilter, installed_postfilters, stage_postfilter
 
+        used = {default_postfilter(): "residual levels", stage_postfilter(): "stage-only levels"}
         for pf in installed_postfilters():  # the decoder's post-filters: files name them by hash
-            mark = "*" if pf.filter_id == DEFAULT_POSTFILTER_ID else " "
-            typer.echo(f"{mark} post-filter {pf.filter_id}  {pf.filter_hash.hex()}  {pf.path}")
+            role = used.get(pf)
+            mark = "*" if role else " "
+            typer.echo(f"{mark} post-filter {pf.filter_id}  {pf.filter_hash.hex()}  {pf.path}"
+                       + (f"  (encoder: {role})" if role else ""))
     if failed:
         raise typer.Exit(1)

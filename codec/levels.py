@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
 
 __all__ = ["LevelPlan", "PURE_LEVELS", "RESIDUAL_LADDER", "encoder_settings_id", "level_plan", "level_plans",
-           "postfilter_strength"]
+           "postfilter_strength", "stage_strength"]
 
 PURE_LEVELS = 4
 #: (stages, luma step in pixel units) of the levels above the pure ones, coarse to fine. Every one
@@ -66,7 +66,13 @@ def postfilter_strength(plan: LevelPlan) -> float:
     stage-only one. Only the encoder and the filter's training use it; a file stores its strength."""
     if plan.residual_step is not None:
         return plan.residual_step
-    return STAGE_STRENGTH_BASE - STAGE_STRENGTH_PER_STAGE * plan.stages
+    return stage_strength(plan.stages)
+
+
+def stage_strength(stages: float) -> float:
+    """The post-filter strength of a stage-only file of ``stages`` stages; a fractional count for a file
+    whose last stage codes only some cells (rate control's part-way files: whole stages + coded fraction)."""
+    return STAGE_STRENGTH_BASE - STAGE_STRENGTH_PER_STAGE * stages
 
 
 def level_plans(weights: LoadedWeights) -> list[LevelPlan]:

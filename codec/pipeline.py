@@ -33,7 +33,7 @@ import numpy as np
 from vqz.bitstream import Header, PostFilterRef, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS
 from vqz.codec.levels import (PURE_LEVELS, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan,
-                              level_plan, level_plans, postfilter_strength)
+                              level_plan, level_plans, stage_strength)
 from vqz.codec.padding import compute_padding, pad_rgb
 from vqz.codec.stage_context import PrefixLatent, mask_cells, prefix_activity
 from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
@@ -162,19 +162,19 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
 
 
 def stage_postfilter_ref(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray,
-                         decoded: np.ndarray | None = None) -> PostFilterRef | None:
-    """The post-filter reference of a stage-only level of ``indices`` ((S, gh, gw), S <= ``PURE_LEVELS``)
-    for the (H, W, 3) uint8 ``rgb``: the default filter at :func:`vqz.codec.levels.postfilter_strength`
-    where it lowers the squared error of ``decoded`` (= :func:`render` of the indices, rendered here
-    if None), else None, also without a default filter trained on the stage-only levels (then
-    nothing is rendered)."""
+                         decoded: np.ndarray | None = None, stages: float | None = None) -> PostFilterRef | None:
+    """The post-filter reference of a stage-only file of ``indices`` ((S, gh, gw), S <= ``PURE_LEVELS``)
+    for the (H, W, 3) uint8 ``rgb``: the default filter at :func:`vqz.codec.levels.stage_strength` of
+    ``stages`` (default S; rate control passes a fractional count for a part-way last stage) where it
+    lowers the squared error of ``decoded`` (= :func:`render` of the indices, rendered here if None),
+    else None, also without a default filter trained on the stage-only levels (then nothing is rendered)."""
     from vqz.codec.postfilter import choose_postfilter, stage_postfilter
 
     if indices.shape[0] > PURE_LEVELS or stage_postfilter() is None:
         return None
     if decoded is None:
         decoded = render(weights, indices, *rgb.shape[:2])
-    return choose_postfilter(rgb, decoded, postfilter_strength(LevelPlan(indices.shape[0])), stage_only=True)
+    return choose_postfilter(rgb, decoded, stage_strength(indices.shape[0] if stages is None else stages), stage_only=True)
 
 
 def whole_stage_activity(weights: LoadedWeights, indices: np.ndarray, whole: int) -> np.ndarray | None:

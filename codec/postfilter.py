@@ -10,8 +10,8 @@ filter weights' SHA-256 and a strength); the decoder applies exactly that filter
 decodes the same for as long as its filter is installed, whatever filter is the default
 later. The encoder sets the reference only where filtering lowers the squared error against
 the source image, so a filtered file is never worse than the unfiltered one: on residual
-levels, and on stage-only levels when the default filter was trained on them too (its
-config says ``stage_levels``).
+levels with :data:`DEFAULT_POSTFILTER_ID`, on stage-only levels with :data:`STAGE_POSTFILTER_ID`
+(a filter trained on them too: its config says ``stage_levels``).
 
 The filter runs on row bands of about ``BAND_PIXELS`` pixels with ``MARGIN_ROWS`` rows of context above
 and below (more than the network's receptive radius), so memory stays bounded on large images
@@ -31,11 +31,15 @@ import numpy as np
 from vqz.bitstream.container import PostFilterRef
 from vqz.errors import ModelError
 
-__all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "PostFilter", "PostFilterRef", "choose_postfilter",
+__all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "STAGE_POSTFILTER_ID", "PostFilter", "PostFilterRef", "choose_postfilter",
            "default_postfilter", "installed_postfilters", "postfilter_for_ref", "stage_postfilter"]
 
-#: The filter the encoder offers by default.
+#: The filter the encoder offers on residual levels.
 DEFAULT_POSTFILTER_ID = "vqz-pf1"
+#: The filter the encoder offers on stage-only levels (it must have been trained on them: config
+#: ``stage_levels``). On the held-out photos vqz-pf2 gains +0.24 to +0.36 dB there against vqz-pf1's
+#: +0.10 to +0.33, and vqz-pf1 0.02 to 0.05 dB more on the residual levels (MODEL_CARD-vqz-pf2.md).
+STAGE_POSTFILTER_ID = "vqz-pf2"
 #: Pixels filtered per pass (a band of whole rows, at least ``MIN_BAND_ROWS``: at 8K 136 rows, a
 #: Kodak image in one pass), and rows of context on each side (even: the filter works on 2x2 blocks).
 BAND_PIXELS = 1 << 20
@@ -139,17 +143,20 @@ def default_postfilter() -> PostFilter | None:
 
 
 def stage_postfilter() -> PostFilter | None:
-    """The default filter if it serves the stage-only levels (trained on them), else None."""
-    pf = default_postfilter()
-    return pf if pf is not None and pf.stage_levels else None
+    """The encoder's filter for stage-only levels (:data:`STAGE_POSTFILTER_ID`, trained on them), or None
+    when it is not installed."""
+    for pf in _installed():
+        if pf.filter_id == STAGE_POSTFILTER_ID and pf.stage_levels:
+            return pf
+    return None
 
 
 def choose_postfilter(source: np.ndarray, decoded: np.ndarray, strength: float,
                       stage_only: bool = False) -> PostFilterRef | None:
-    """The encoder's choice: a reference to the default filter at ``strength`` (rounded to what a file
-    stores) when it lowers the squared error of ``decoded`` against ``source`` ((H, W, 3) uint8 both),
-    else None (also when no default filter is installed, or for a ``stage_only`` file when the
-    default filter was not trained on those levels)."""
+    """The encoder's choice: a reference to the default filter (:func:`stage_postfilter` for a
+    ``stage_only`` file) at ``strength`` (rounded to what a file stores) when it lowers the squared
+    error of ``decoded`` against ``source`` ((H, W, 3) uint8 both), else None (also when that filter
+    is not installed)."""
     pf = stage_postfilter() if stage_only else default_postfilter()
     if pf is None:
         return None

@@ -139,6 +139,8 @@ class QualityLadder:
         self._bases: dict[int, np.ndarray] = {}
         self._residual_files: dict[tuple[int, float], bytes] = {}
         self._partial: dict[tuple[int, int | bytes], bytes] = {}
+        self._partial_sizes: dict[tuple[int, int | bytes], int] = {}
+        self._partial_decoded_cache: dict = {}
         self._psnr: dict[int, float] = {}
         self._partial_psnr: dict[tuple[int, int | bytes], float] = {}
         self._blocks: dict[int, BlockScores] = {}
@@ -157,36 +159,87 @@ class QualityLadder:
         """Whether the model can stop a stage part-way (it codes stages 1.. under context tables)."""
         return self.weights.entropy.stages is not None and len(self.stage_levels) > 1
 
+    def _filtered_stages(self, quality: int, coded: int | bytes) -> bool:
+        """Whether a part-way file of ``quality`` stages (the last coding ``coded`` cells) may ask for the
+        post-filter: one whose whole stages are at most the highest stage-only level's (so the files between
+        that level and the first residual level keep the filter its whole level has), with a default filter
+        trained on the stage-only levels."""
+        from vqz.codec.postfilter import stage_postfilter
+
+        return quality <= self.stage_levels[-1] + 1 and stage_postfilter() is not None
+
+    def _stage_count(self, quality: int, coded: int | bytes) -> float:
+        """The (fractional) stage count of a part-way file: its whole stages plus the coded fraction of the last."""
+        count = coded if isinstance(coded, int) else int(self._mask_cells(coded).size)
+        return quality - 1 + count / self.cells
+
+    def _partial_pack(self, quality: int, coded: int | bytes, postfilter) -> bytes:
+        stage = quality - 1
+        plane, prefix = self._indices[stage], self._indices[:stage]
+        level = self.stage_level(quality)
+        if isinstance(coded, bytes):
+            cells = self._mask_cells(coded)
+            last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=cells)
+            header = replace(self._header, quality=level, coded_cells=int(cells.size), mask=coded, postfilter=postfilter)
+        else:
+            last = self.weights.entropy.encode_plane(plane, stage, prefix, coded)
+            header = replace(self._header, quality=level, coded_cells=coded, postfilter=postfilter)
+        return pack(header, self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
+
+    def partial_size(self, quality: int, coded: int | bytes) -> int:
+        """Bytes of :meth:`partial_file` if it asks for the post-filter (its reference is 9 bytes; without it
+        the file is that much smaller): what the size searches compare, without rendering anything."""
+        from vqz.bitstream import PostFilterRef
+        from vqz.codec.levels import stage_strength
+        from vqz.codec.postfilter import stage_postfilter
+
+        self._check_partial(quality, coded)
+        if coded == self.cells:
+            return self.stage_size(quality)
+        key = (quality, coded)
+        if key not in self._partial_sizes:
+            ref = None
+            if self._filtered_stages(quality, coded):
+                ref = PostFilterRef.quantized(stage_postfilter().filter_hash, stage_strength(self._stage_count(quality, coded)))
+            self._partial_sizes[key] = len(self._partial_pack(quality, coded, ref))
+        return self._partial_sizes[key]
+
     def partial_file(self, quality: int, coded: int | bytes) -> bytes:
         """The file with ``quality`` stages, the last of which codes only some of its cells: an int
         ``coded``, the first ``coded`` in priority order (``coded == cells`` is the whole level); bytes,
-        the cells of the blocks of that packed block mask (flag bit 3)."""
+        the cells of the blocks of that packed block mask (flag bit 3). Up to the highest stage-only
+        level it asks for the post-filter where it helps, at the strength of its fractional stage count."""
         self._check_partial(quality, coded)
         if coded == self.cells:
             return self.stage_file(quality)
         key = (quality, coded)
         if key not in self._partial:
-            stage = quality - 1
-            plane, prefix = self._indices[stage], self._indices[:stage]
-            level = self.stage_level(quality)
-            if isinstance(coded, bytes):
-                cells = self._mask_cells(coded)
-                last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=cells)
-                header = replace(self._header, quality=level, coded_cells=int(cells.size), mask=coded)
-            else:
-                last = self.weights.entropy.encode_plane(plane, stage, prefix, coded)
-                header = replace(self._header, quality=level, coded_cells=coded)
-            self._partial[key] = pack(header, self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
+            self._partial[key] = self._partial_pack(quality, coded, self._partial_decoded(quality, coded)[1])
         return self._partial[key]
+
+    def _partial_decoded(self, quality: int, coded: int | bytes):
+        """(what :meth:`partial_file` decodes to, its post-filter reference or None), cached."""
+        from vqz.codec.pipeline import render, stage_postfilter_ref
+        from vqz.codec.postfilter import postfilter_for_ref
+
+        key = (quality, coded)
+        if key not in self._partial_decoded_cache:
+            indices = self.partial_indices(quality, coded)
+            decoded = render(self.weights, indices, *self.rgb.shape[:2])
+            ref = None
+            if self._filtered_stages(quality, coded):
+                ref = stage_postfilter_ref(self.weights, self.rgb, indices, decoded, self._stage_count(quality, coded))
+            if ref is not None:
+                decoded = postfilter_for_ref(ref).apply(decoded, ref.strength)
+            self._partial_decoded_cache = {key: (decoded, ref)}  # one at a time: images are large
+        return self._partial_decoded_cache[key]
 
     def partial_psnr(self, quality: int, coded: int | bytes) -> float:
         """PSNR (dB) of :meth:`partial_file` decoded, against the original image.
 
         Rendered from the indices the file codes (the decoder's indices are these, bit for bit),
-        without entropy-decoding the file: one synthesis.
+        without entropy-decoding the file: one synthesis (and the post-filter where the file asks for it).
         """
-        from vqz.codec.pipeline import render
-
         self._check_partial(quality, coded)
         if coded == self.cells:
             if unpack_file(self.stage_file(quality)).header.postfilter is not None:
@@ -194,8 +247,7 @@ class QualityLadder:
             return psnr(self.rgb, self.render_stages(quality))
         key = (quality, coded)
         if key not in self._partial_psnr:
-            indices = self.partial_indices(quality, coded)
-            self._partial_psnr[key] = psnr(self.rgb, render(self.weights, indices, *self.rgb.shape[:2]))
+            self._partial_psnr[key] = psnr(self.rgb, self._partial_decoded(quality, coded)[0])
         return self._partial_psnr[key]
 
     def partial_indices(self, quality: int, coded: int | bytes) -> np.ndarray:
@@ -249,6 +301,19 @@ class QualityLadder:
         """The quality field of a stage-only file of ``stages`` stages: that level, or past the highest
         stage-only level, that level (the file sits above it)."""
         return min(stages, self.stage_levels[-1])
+
+    def stage_size(self, stages: int) -> int:
+        """Bytes of :meth:`stage_file` if it asks for the post-filter (9 bytes more than without), without
+        rendering anything: what the size searches compare."""
+        from vqz.bitstream import PostFilterRef
+        from vqz.codec.levels import stage_strength
+        from vqz.codec.postfilter import stage_postfilter
+
+        if stages in self._stage_files or stages not in self.stage_levels or stage_postfilter() is None:
+            return len(self.stage_file(stages))
+        ref = PostFilterRef.quantized(stage_postfilter().filter_hash, stage_strength(stages))
+        return len(pack(replace(self._header, quality=self.stage_level(stages), postfilter=ref), self._payloads[:stages],
+                        self._alpha, **self.metadata.chunks()))
 
     def stage_file(self, stages: int) -> bytes:
         """The stage-only file of the first ``stages`` stages (1..num_stages), every stage whole."""
@@ -367,7 +432,8 @@ def choose_for_size(ladder: QualityLadder, target_bytes: int, kinds: tuple[str, 
     residual_levels = ladder.levels[len(ladder.stage_levels):]
     if residual_levels and len(ladder.file(residual_levels[0])) <= target_bytes:
         return _residual_for_size(ladder, target_bytes)
-    fitting = [s for s in range(1, ladder.num_stages + 1) if len(ladder.stage_file(s)) <= target_bytes]
+    # sizes with the post-filter's reference where a file may ask for it: the file chosen is at most that
+    fitting = [s for s in range(1, ladder.num_stages + 1) if ladder.stage_size(s) <= target_bytes]
     if not fitting:
         return _whole(ladder, ladder.levels[0], met=False)
     quality = max(fitting)  # a stage count; past the stage-only levels, files of more stages than any level
@@ -442,14 +508,14 @@ def _best_mask(ladder: QualityLadder, quality: int, target_bytes: int) -> bytes 
     low, high = 0, ranking.size
     while high - low > 1:
         middle = (low + high) // 2
-        if len(ladder.partial_file(quality, pack_mask(prefix(middle)))) <= target_bytes:
+        if ladder.partial_size(quality, pack_mask(prefix(middle))) <= target_bytes:
             low = middle
         else:
             high = middle
     if low == 0:
         return None
     selected = prefix(low)
-    size = len(ladder.partial_file(quality, pack_mask(selected)))
+    size = ladder.partial_size(quality, pack_mask(selected))
     tries = 0
     for block in ranking[low:]:
         if tries == FILL_TRIES:
@@ -459,7 +525,7 @@ def _best_mask(ladder: QualityLadder, quality: int, target_bytes: int) -> bytes 
         tries += 1
         trial = selected.copy()
         trial[block] = True
-        trial_size = len(ladder.partial_file(quality, pack_mask(trial)))
+        trial_size = ladder.partial_size(quality, pack_mask(trial))
         if trial_size <= target_bytes:
             selected, size = trial, trial_size
     return pack_mask(selected)
@@ -475,7 +541,7 @@ def _most_cells(ladder: QualityLadder, quality: int, target_bytes: int) -> int:
     low, high = 0, ladder.cells
     while high - low > 1:
         middle = (low + high) // 2
-        if len(ladder.partial_file(quality, middle)) <= target_bytes:
+        if ladder.partial_size(quality, middle) <= target_bytes:
             low = middle
         else:
             high = middle

@@ -9,8 +9,9 @@ of a random stage-only level (1..PURE_LEVELS stages) are added at that level's s
 (:func:`vqz.codec.levels.postfilter_strength`), so one filter serves every level. The decoded
 images are cached as ``.npz`` in ``<out>/pairs`` (derivable: delete them at will).
 
-Training: random ``crop`` x ``crop`` crops (even offsets), batches of ``batch``, MSE on [0, 1]
-RGB, Adam, cosine learning-rate decay from ``lr`` to 0 over ``steps``. The checkpoint
+Training: random ``crop`` x ``crop`` crops (even offsets), batches of ``batch``, the loss the mean
+over crops of the filtered crop's squared error (RGB in [0, 1]) divided by the mean unfiltered
+error of its level over the training pairs (coarse levels would otherwise outweigh fine ones), Adam, cosine learning-rate decay from ``lr`` to 0 over ``steps``. The checkpoint
 (``<out>/postfilter.safetensors``: network, Adam state, step; configuration in its metadata)
 is written every ``checkpoint_every`` steps; ``resume`` continues from it. Held-out PSNR gain
 (dB, filtered vs unfiltered decoded image, mean over images and steps) is logged to
@@ -129,6 +130,16 @@ def _load(paths: list[Path], extra: list[Path] | None = None) -> list[dict[str, 
     return pairs
 
 
+def _level_errors(pairs: list[dict[str, np.ndarray]]) -> dict[float, float]:
+    """Mean squared error (RGB in [0, 1]) of the decoded images of each strength over ``pairs``."""
+    sums: dict[float, list[float]] = {}
+    for pair in pairs:
+        rgb = pair["rgb"].astype(np.float32) / 255
+        for decoded, strength in zip(pair["decoded"], pair["steps"]):
+            sums.setdefault(float(strength), []).append(float(np.mean(np.square(decoded.astype(np.float32) / 255 - rgb))))
+    return {strength: max(float(np.mean(values)), 1e-8) for strength, values in sums.items()}
+
+
 def heldout_gain(net, pairs: list[dict[str, np.ndarray]]) -> float:
     """Mean PSNR gain (dB) of the filtered over the decoded image, over held-out images and steps."""
     import torch
@@ -203,6 +214,7 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     held = _load(make_pairs(cfg.model, held_paths, out / "pairs-heldout", steps[::2], None, cfg.max_pixels, cfg.seed))
     held_stage = _load(held_stages) if held_stages else []
     log(f"{len(train)} training and {len(held)} held-out images coded in {time.time() - started:.0f} s")
+    level_error = _level_errors(train)
 
     net = PostFilterNet(cfg.channels, cfg.layers)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -230,8 +242,12 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
             x, y, strength = _batch(train, cfg.batch, cfg.crop, rng)
             with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 filtered = net(x, strength)
-            loss = torch.nn.functional.mse_loss(filtered.float(), y)
-            before = torch.nn.functional.mse_loss(x, y).item()
+            # each crop's squared error relative to its level's mean unfiltered error: the mean PSNR gain over
+            # levels is what counts, and the coarse levels' larger errors would otherwise drown the fine ones
+            # (a per-crop ratio is unstable: flat crops have almost no error to remove)
+            weight = torch.tensor([1.0 / level_error[float(v)] for v in strength.tolist()])
+            loss = ((filtered.float() - y).square().mean((1, 2, 3)) * weight).mean()
+            before = ((x - y).square().mean((1, 2, 3)) * weight).mean().item()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -7,8 +7,9 @@ Writes tests/data/golden.png (a deterministic synthetic 48x40 image, only if mis
 per model, tests/data/golden-<model id>-q3.vqz (its encoding at quality 3) and
 tests/data/golden-<model id>-q3-decoded.png (what decoding that file gives); once, a file with a
 pixel residual layer (format version 3) of a textured image, tests/data/golden-residual-*, and once
-a file that asks for the post-filter (format version 4), tests/data/golden-postfilter-*. The files of a
-model that ships are never rewritten: they prove that files it wrote keep decoding.
+a file that asks for the post-filter (format version 4), tests/data/golden-postfilter-*, and once a
+stage-only file that asks for it (session 11's `vqz-pf2`), tests/data/golden-postfilter-stages-*. The
+files of a model or filter that ships are never rewritten: they prove that files it wrote keep decoding.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ RESIDUAL_QUALITY = 12
 RESIDUAL_MODEL = "vqz-rvq16b-f8"
 #: A level whose file asks for the post-filter (format version 4), coded from the same textured image.
 POSTFILTER_QUALITY = 8
+#: A stage-only level whose file asks for the post-filter (a filter trained on those levels), same image.
+STAGE_POSTFILTER_QUALITY = 3
 
 
 def golden_paths(model_id: str) -> tuple[Path, Path]:
@@ -50,6 +53,22 @@ def postfilter_paths() -> tuple[Path, Path]:
     """(the .vqz file that asks for the post-filter, its decoded PNG)."""
     stem = HERE / "data" / f"golden-postfilter-{RESIDUAL_MODEL}-q{POSTFILTER_QUALITY}"
     return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def stage_postfilter_paths() -> tuple[Path, Path]:
+    """(the stage-only .vqz file that asks for the post-filter, its decoded PNG)."""
+    stem = HERE / "data" / f"golden-postfilter-stages-{RESIDUAL_MODEL}-q{STAGE_POSTFILTER_QUALITY}"
+    return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def write_stage_postfilter() -> None:
+    encoded = vqz.encode(HERE / "data" / "golden-texture.png", quality=STAGE_POSTFILTER_QUALITY, model=RESIDUAL_MODEL)
+    if vqz.read_info(encoded).postfilter_hash is None:
+        raise SystemExit("the encoder did not ask for the post-filter on the golden texture's stage-only level")
+    coded, decoded = stage_postfilter_paths()
+    coded.write_bytes(encoded)
+    Image.fromarray(vqz.decode_array(encoded)).save(decoded)
+    print(f"golden stage-only post-filter: {len(encoded)} bytes")
 
 
 def write_postfilter() -> None:
@@ -107,6 +126,8 @@ def main() -> None:
         write_residual(RESIDUAL_MODEL)
     if not postfilter_paths()[0].exists():
         write_postfilter()
+    if not stage_postfilter_paths()[0].exists():
+        write_stage_postfilter()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from vqz.codec.rate_control import psnr
 from vqz.errors import FormatError, ModelError
 
 from conftest import photo_crop
-from make_golden import POSTFILTER_QUALITY, postfilter_paths
+from make_golden import POSTFILTER_QUALITY, STAGE_POSTFILTER_QUALITY, postfilter_paths, stage_postfilter_paths
 
 HEADER = Header("m", b"\x01" * 8, 10, 10, 5, 2, 2)
 REF = PostFilterRef(b"\x02" * 8, 42.5)
@@ -138,7 +138,7 @@ def test_a_residual_level_file_asks_for_the_filter_and_decodes_with_it(model):
     assert np.array_equal(decoded, P.postfilter_for_ref(ref).apply(unfiltered, ref.strength))
     assert psnr(rgb, decoded) > psnr(rgb, unfiltered)
     # fewer stages than the file has: neither the residual layer nor the filter applies
-    assert np.array_equal(decode_bytes(model, data, stages=2), decode_bytes(model, encode_array(model, rgb, 2)[0]))
+    assert np.array_equal(decode_bytes(model, data, stages=2), render(model, encode_indices(model, rgb, 2), *rgb.shape[:2]))
 
 
 def test_stage_only_levels_ask_for_the_filter_at_their_own_strengths(model):
@@ -146,7 +146,9 @@ def test_stage_only_levels_ask_for_the_filter_at_their_own_strengths(model):
 
     from vqz.codec.levels import LevelPlan, postfilter_strength
 
-    assert P.default_postfilter().stage_levels  # the shipped filter was trained on them too
+    pf = P.stage_postfilter()
+    assert pf is not None and pf.filter_id == P.STAGE_POSTFILTER_ID and pf.stage_levels
+    assert pf is not P.default_postfilter()  # the residual levels keep vqz-pf1 (better there)
     rgb = _photo()
     for stages in range(1, PURE_LEVELS + 1):
         data, _ = encode_array(model, rgb, stages)
@@ -173,7 +175,7 @@ def test_stage_only_strengths_are_storable_and_apart_from_the_residual_steps():
 
 
 def test_a_filter_not_trained_on_stage_only_levels_is_not_offered_there(monkeypatch):
-    pf = P.default_postfilter()
+    pf = P.stage_postfilter()
     monkeypatch.setattr(pf, "stage_levels", False)
     rgb = _photo()
     blurred = ((rgb.astype(np.uint16) + np.roll(rgb, 1, 0) + np.roll(rgb, 1, 1)) // 3).astype(np.uint8)
@@ -214,6 +216,20 @@ def test_the_golden_post_filtered_file_keeps_decoding():
     assert decoded.shape == expected.shape
     assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 2
     assert vqz.read_info(data).postfilter_strength is not None
+
+
+def test_the_golden_stage_only_post_filtered_file_keeps_decoding():
+    # Written once (tests/make_golden.py) by the first encoder that filters stage-only levels (vqz-pf2).
+    coded, decoded_png = stage_postfilter_paths()
+    data = coded.read_bytes()
+    parsed = unpack_file(data)
+    assert parsed.residual is None and parsed.header.postfilter is not None
+    assert parsed.header.quality == STAGE_POSTFILTER_QUALITY and data[4] == 4
+    assert P.postfilter_for_ref(parsed.header.postfilter).filter_id == "vqz-pf2"
+    decoded = vqz.decode_array(data)
+    expected = np.asarray(Image.open(decoded_png))
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 2
 
 
 def test_info_reports_the_filter(model):

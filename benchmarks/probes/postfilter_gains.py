@@ -50,7 +50,14 @@ for name in names:
 print(f"{len(names)} held-out photos, default model {weights.model_id}\n")
 print("| level | strength | filter | PSNR before | PSNR gain (dB) | MS-SSIM before (dB) | MS-SSIM gain (dB) | images helped |")
 print("|---|---|---|---|---|---|---|---|")
-for (quality, filter_id), values in rows.items():
-    v = np.array(values)
-    print(f"| {quality} | {postfilter_strength(plans[quality - 1]):g} | {filter_id} | {v[:, 0].mean():.2f} | "
-          f"{v[:, 2].mean():+.3f} | {v[:, 1].mean():.2f} | {v[:, 3].mean():+.3f} | {(v[:, 2] > 0).sum()}/{len(v)} |")
+for quality in range(1, len(plans) + 1):
+    per_filter = [np.array(rows[(quality, pf.filter_id)]) for pf in filters]
+    if len(filters) > 1:  # the encoder's best of the filters per image (or none: a gain of 0)
+        gains = np.stack([v[:, 2] for v in per_filter])
+        pick = gains.argmax(0)
+        best = np.array([per_filter[k][i] for i, k in enumerate(pick)])
+        best[:, 2:] = np.where(best[:, 2:3] > 0, best[:, 2:], 0)
+        per_filter.append(best)
+    for name, v in zip([pf.filter_id for pf in filters] + ["best of them"], per_filter):
+        print(f"| {quality} | {postfilter_strength(plans[quality - 1]):g} | {name} | {v[:, 0].mean():.2f} | "
+              f"{v[:, 2].mean():+.3f} | {v[:, 1].mean():.2f} | {v[:, 3].mean():+.3f} | {(v[:, 2] > 0).sum()}/{len(v)} |")
