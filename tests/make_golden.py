@@ -8,7 +8,8 @@ per model, tests/data/golden-<model id>-q3.vqz (its encoding at quality 3) and
 tests/data/golden-<model id>-q3-decoded.png (what decoding that file gives); once, a file with a
 pixel residual layer (format version 3) of a textured image, tests/data/golden-residual-*, and once
 a file that asks for the post-filter (format version 4), tests/data/golden-postfilter-*, and once a
-stage-only file that asks for it (session 11's `vqz-pf2`), tests/data/golden-postfilter-stages-*. The
+stage-only file that asks for it (session 11's `vqz-pf2`), tests/data/golden-postfilter-stages-*, and
+once per later residual-level filter, tests/data/golden-postfilter-<filter id>-*. The
 files of a model or filter that ships are never rewritten: they prove that files it wrote keep decoding.
 """
 
@@ -59,6 +60,27 @@ def stage_postfilter_paths() -> tuple[Path, Path]:
     """(the stage-only .vqz file that asks for the post-filter, its decoded PNG)."""
     stem = HERE / "data" / f"golden-postfilter-stages-{RESIDUAL_MODEL}-q{STAGE_POSTFILTER_QUALITY}"
     return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def residual_postfilter_paths(filter_id: str) -> tuple[Path, Path]:
+    """(a residual-level .vqz file that asks for the post-filter ``filter_id``, its decoded PNG): one per
+    residual-level filter shipped after the first."""
+    stem = HERE / "data" / f"golden-postfilter-{filter_id}-{RESIDUAL_MODEL}-q{POSTFILTER_QUALITY}"
+    return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
+
+
+def write_residual_postfilter(filter_id: str) -> None:
+    encoded = vqz.encode(HERE / "data" / "golden-texture.png", quality=POSTFILTER_QUALITY, model=RESIDUAL_MODEL)
+    from vqz.codec.postfilter import postfilter_for_ref
+    from vqz.bitstream import unpack_file
+
+    ref = unpack_file(encoded).header.postfilter
+    if ref is None or postfilter_for_ref(ref).filter_id != filter_id:
+        raise SystemExit(f"the encoder did not ask for post-filter {filter_id} on the golden texture")
+    coded, decoded = residual_postfilter_paths(filter_id)
+    coded.write_bytes(encoded)
+    Image.fromarray(vqz.decode_array(encoded)).save(decoded)
+    print(f"golden post-filter {filter_id}: {len(encoded)} bytes")
 
 
 def write_stage_postfilter() -> None:
@@ -128,6 +150,10 @@ def main() -> None:
         write_postfilter()
     if not stage_postfilter_paths()[0].exists():
         write_stage_postfilter()
+    from vqz.codec.postfilter import DEFAULT_POSTFILTER_ID
+
+    if DEFAULT_POSTFILTER_ID != "vqz-pf1" and not residual_postfilter_paths(DEFAULT_POSTFILTER_ID)[0].exists():
+        write_residual_postfilter(DEFAULT_POSTFILTER_ID)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from vqz.codec.rate_control import psnr
 from vqz.errors import FormatError, ModelError
 
 from conftest import photo_crop
-from make_golden import POSTFILTER_QUALITY, STAGE_POSTFILTER_QUALITY, postfilter_paths, stage_postfilter_paths
+from make_golden import (POSTFILTER_QUALITY, STAGE_POSTFILTER_QUALITY, postfilter_paths, residual_postfilter_paths,
+                         stage_postfilter_paths)
 
 HEADER = Header("m", b"\x01" * 8, 10, 10, 5, 2, 2)
 REF = PostFilterRef(b"\x02" * 8, 42.5)
@@ -226,6 +227,18 @@ def test_the_golden_stage_only_post_filtered_file_keeps_decoding():
     assert parsed.residual is None and parsed.header.postfilter is not None
     assert parsed.header.quality == STAGE_POSTFILTER_QUALITY and data[4] == 4
     assert P.postfilter_for_ref(parsed.header.postfilter).filter_id == "vqz-pf2"
+    decoded = vqz.decode_array(data)
+    expected = np.asarray(Image.open(decoded_png))
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("filter_id", ["vqz-pf3"])
+def test_the_golden_files_of_later_residual_level_filters_keep_decoding(filter_id):
+    coded, decoded_png = residual_postfilter_paths(filter_id)
+    data = coded.read_bytes()
+    parsed = unpack_file(data)
+    assert parsed.residual is not None and P.postfilter_for_ref(parsed.header.postfilter).filter_id == filter_id
     decoded = vqz.decode_array(data)
     expected = np.asarray(Image.open(decoded_png))
     assert decoded.shape == expected.shape
