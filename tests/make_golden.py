@@ -69,38 +69,32 @@ def residual_postfilter_paths(filter_id: str) -> tuple[Path, Path]:
     return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
 
 
-def write_residual_postfilter(filter_id: str) -> None:
-    encoded = vqz.encode(HERE / "data" / "golden-texture.png", quality=POSTFILTER_QUALITY, model=RESIDUAL_MODEL)
-    from vqz.codec.postfilter import postfilter_for_ref
+def _write_filtered(quality: int, paths: tuple[Path, Path], filter_id: str | None, what: str) -> None:
+    """Encode the golden texture at ``quality`` and write it (and its decoding) to ``paths``; the file
+    must ask for a post-filter, and for ``filter_id`` when one is named."""
     from vqz.bitstream import unpack_file
+    from vqz.codec.postfilter import postfilter_for_ref
 
+    encoded = vqz.encode(HERE / "data" / "golden-texture.png", quality=quality, model=RESIDUAL_MODEL)
     ref = unpack_file(encoded).header.postfilter
-    if ref is None or postfilter_for_ref(ref).filter_id != filter_id:
-        raise SystemExit(f"the encoder did not ask for post-filter {filter_id} on the golden texture")
-    coded, decoded = residual_postfilter_paths(filter_id)
+    if ref is None or (filter_id is not None and postfilter_for_ref(ref).filter_id != filter_id):
+        raise SystemExit(f"the encoder did not ask for the {what} on the golden texture")
+    coded, decoded = paths
     coded.write_bytes(encoded)
     Image.fromarray(vqz.decode_array(encoded)).save(decoded)
-    print(f"golden post-filter {filter_id}: {len(encoded)} bytes")
+    print(f"golden {what}: {len(encoded)} bytes")
+
+
+def write_residual_postfilter(filter_id: str) -> None:
+    _write_filtered(POSTFILTER_QUALITY, residual_postfilter_paths(filter_id), filter_id, f"post-filter {filter_id}")
 
 
 def write_stage_postfilter() -> None:
-    encoded = vqz.encode(HERE / "data" / "golden-texture.png", quality=STAGE_POSTFILTER_QUALITY, model=RESIDUAL_MODEL)
-    if vqz.read_info(encoded).postfilter_hash is None:
-        raise SystemExit("the encoder did not ask for the post-filter on the golden texture's stage-only level")
-    coded, decoded = stage_postfilter_paths()
-    coded.write_bytes(encoded)
-    Image.fromarray(vqz.decode_array(encoded)).save(decoded)
-    print(f"golden stage-only post-filter: {len(encoded)} bytes")
+    _write_filtered(STAGE_POSTFILTER_QUALITY, stage_postfilter_paths(), None, "stage-only level's post-filter")
 
 
 def write_postfilter() -> None:
-    encoded = vqz.encode(HERE / "data" / "golden-texture.png", quality=POSTFILTER_QUALITY, model=RESIDUAL_MODEL)
-    if vqz.read_info(encoded).postfilter_hash is None:
-        raise SystemExit("the encoder did not ask for the post-filter on the golden texture")
-    coded, decoded = postfilter_paths()
-    coded.write_bytes(encoded)
-    Image.fromarray(vqz.decode_array(encoded)).save(decoded)
-    print(f"golden post-filter: {len(encoded)} bytes")
+    _write_filtered(POSTFILTER_QUALITY, postfilter_paths(), None, "post-filter")
 
 
 def textured_image() -> "np.ndarray":
