@@ -311,6 +311,16 @@ def test_training_pairs_cover_stage_only_levels_at_their_strengths(tmp_path):
         assert list(pair["steps"][:2]) == [42.0, 20.5] and set(pair["steps"][2:]) <= {124.0, 108.0, 92.0, 76.0}
 
 
+def test_filter_training_refuses_an_unknown_precision(tmp_path):
+    pytest.importorskip("torch")
+    from vqz.codec.train_postfilter import PostFilterTrainConfig, train_postfilter
+    from vqz.errors import VqzError
+
+    with pytest.raises(VqzError, match="precision"):
+        train_postfilter(PostFilterTrainConfig(out=str(tmp_path / "run"), precision="fp16"))
+    assert not (tmp_path / "run" / "pairs").exists()  # refused before coding anything
+
+
 def test_an_untrained_filter_is_the_identity():
     torch = pytest.importorskip("torch")
     from vqz.codec.postfilter_net import PostFilterNet
