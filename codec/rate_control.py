@@ -140,6 +140,7 @@ class QualityLadder:
         self._residual_files: dict[tuple[int, float], bytes] = {}
         self._partial: dict[tuple[int, int | bytes], bytes] = {}
         self._partial_sizes: dict[tuple[int, int | bytes], int] = {}
+        self._partial_payloads: dict = {}
         self._partial_decoded_cache: dict = {}
         self._psnr: dict[int, float] = {}
         self._partial_psnr: dict[tuple[int, int | bytes], float] = {}
@@ -159,14 +160,23 @@ class QualityLadder:
         """Whether the model can stop a stage part-way (it codes stages 1.. under context tables)."""
         return self.weights.entropy.stages is not None and len(self.stage_levels) > 1
 
-    def _filtered_stages(self, quality: int, coded: int | bytes) -> bool:
-        """Whether a part-way file of ``quality`` stages (the last coding ``coded`` cells) may ask for the
-        post-filter: one whose whole stages are at most the highest stage-only level's (so the files between
-        that level and the first residual level keep the filter its whole level has), with a default filter
-        trained on the stage-only levels."""
+    def _filtered_stages(self, quality: int) -> bool:
+        """Whether a part-way file of ``quality`` stages may ask for the post-filter: one whose whole stages
+        are at most the highest stage-only level's (so the files between that level and the first residual
+        level keep the filter its whole level has), with a default filter trained on the stage-only levels."""
         from vqz.codec.postfilter import stage_postfilter
 
         return quality <= self.stage_levels[-1] + 1 and stage_postfilter() is not None
+
+    @staticmethod
+    def _provisional_ref(stage_count: float):
+        """The stage-only filter's reference at the strength of ``stage_count`` stages, before any check:
+        its 9 bytes are what a size search must count (the file chosen can only be smaller)."""
+        from vqz.bitstream import PostFilterRef
+        from vqz.codec.levels import stage_strength
+        from vqz.codec.postfilter import stage_postfilter
+
+        return PostFilterRef.quantized(stage_postfilter().filter_hash, stage_strength(stage_count))
 
     def _stage_count(self, quality: int, coded: int | bytes) -> float:
         """The (fractional) stage count of a part-way file: its whole stages plus the coded fraction of the last."""
@@ -174,33 +184,33 @@ class QualityLadder:
         return quality - 1 + count / self.cells
 
     def _partial_pack(self, quality: int, coded: int | bytes, postfilter) -> bytes:
+        """The part-way file with ``postfilter`` (a reference or None); the last stage's payload is coded once
+        per ``(quality, coded)`` (the size search and the file chosen share it)."""
         stage = quality - 1
-        plane, prefix = self._indices[stage], self._indices[:stage]
-        level = self.stage_level(quality)
-        if isinstance(coded, bytes):
-            cells = self._mask_cells(coded)
-            last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=cells)
-            header = replace(self._header, quality=level, coded_cells=int(cells.size), mask=coded, postfilter=postfilter)
-        else:
-            last = self.weights.entropy.encode_plane(plane, stage, prefix, coded)
-            header = replace(self._header, quality=level, coded_cells=coded, postfilter=postfilter)
+        key = (quality, coded)
+        if key not in self._partial_payloads:
+            plane, prefix = self._indices[stage], self._indices[:stage]
+            if isinstance(coded, bytes):
+                cells = self._mask_cells(coded)
+                last = self.weights.entropy.encode_plane(plane, stage, prefix, cells=cells)
+                fields = {"coded_cells": int(cells.size), "mask": coded}
+            else:
+                last = self.weights.entropy.encode_plane(plane, stage, prefix, coded)
+                fields = {"coded_cells": coded}
+            self._partial_payloads = {key: (last, fields)}  # the search asks for each candidate once
+        last, fields = self._partial_payloads[key]
+        header = replace(self._header, quality=self.stage_level(quality), postfilter=postfilter, **fields)
         return pack(header, self._payloads[:stage] + [last], self._alpha, **self.metadata.chunks())
 
     def partial_size(self, quality: int, coded: int | bytes) -> int:
         """Bytes of :meth:`partial_file` if it asks for the post-filter (its reference is 9 bytes; without it
         the file is that much smaller): what the size searches compare, without rendering anything."""
-        from vqz.bitstream import PostFilterRef
-        from vqz.codec.levels import stage_strength
-        from vqz.codec.postfilter import stage_postfilter
-
         self._check_partial(quality, coded)
         if coded == self.cells:
             return self.stage_size(quality)
         key = (quality, coded)
         if key not in self._partial_sizes:
-            ref = None
-            if self._filtered_stages(quality, coded):
-                ref = PostFilterRef.quantized(stage_postfilter().filter_hash, stage_strength(self._stage_count(quality, coded)))
+            ref = self._provisional_ref(self._stage_count(quality, coded)) if self._filtered_stages(quality) else None
             self._partial_sizes[key] = len(self._partial_pack(quality, coded, ref))
         return self._partial_sizes[key]
 
@@ -227,7 +237,7 @@ class QualityLadder:
             indices = self.partial_indices(quality, coded)
             decoded = render(self.weights, indices, *self.rgb.shape[:2])
             ref = None
-            if self._filtered_stages(quality, coded):
+            if self._filtered_stages(quality):
                 ref = stage_postfilter_ref(self.weights, self.rgb, indices, decoded, self._stage_count(quality, coded))
             if ref is not None:
                 decoded = postfilter_for_ref(ref).apply(decoded, ref.strength)
@@ -305,13 +315,11 @@ class QualityLadder:
     def stage_size(self, stages: int) -> int:
         """Bytes of :meth:`stage_file` if it asks for the post-filter (9 bytes more than without), without
         rendering anything: what the size searches compare."""
-        from vqz.bitstream import PostFilterRef
-        from vqz.codec.levels import stage_strength
         from vqz.codec.postfilter import stage_postfilter
 
         if stages in self._stage_files or stages not in self.stage_levels or stage_postfilter() is None:
             return len(self.stage_file(stages))
-        ref = PostFilterRef.quantized(stage_postfilter().filter_hash, stage_strength(stages))
+        ref = self._provisional_ref(stages)
         return len(pack(replace(self._header, quality=self.stage_level(stages), postfilter=ref), self._payloads[:stages],
                         self._alpha, **self.metadata.chunks()))
 

@@ -86,3 +86,15 @@ def photo_crop(height: int = 96, width: int = 128) -> np.ndarray:
             return np.asarray(image.convert("RGB"))[100 : 100 + height, 200 : 200 + width].copy()
     rng = np.random.default_rng(3)
     return np.clip(smooth_image(height, width, seed=9).astype(int) + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def without_postfilter(data: bytes) -> bytes:
+    """``data`` with its post-filter reference removed (same stages, residual layer, alpha and chunks):
+    what the file decodes to before the filter."""
+    from dataclasses import replace
+
+    from vqz.bitstream import pack, unpack_file
+
+    parsed = unpack_file(data)
+    return pack(replace(parsed.header, postfilter=None), parsed.payloads, parsed.alpha, residual=parsed.residual,
+                exif=parsed.exif, xmp=parsed.xmp, icc=parsed.icc)

@@ -14,7 +14,7 @@ from vqz.codec.pipeline import decode_bytes, decode_indices, encode_array, quali
 from vqz.codec.tiling import to_uint8
 from vqz.errors import FormatError, ImageError
 
-from conftest import smooth_image
+from conftest import smooth_image, without_postfilter
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,17 +49,8 @@ def test_decoding_a_prefix_of_stages_matches_encoding_at_that_quality(model):
     image = smooth_image(48, 64, seed=6)
     full, _ = encode_array(model, image, max(quality_range(model)))
     short, _ = encode_array(model, image, 2)
-    assert np.array_equal(decode_bytes(model, full, stages=2), decode_bytes(model, _unfiltered(short)))
+    assert np.array_equal(decode_bytes(model, full, stages=2), decode_bytes(model, without_postfilter(short)))
 
-
-def _unfiltered(data: bytes) -> bytes:
-    """``data`` without its post-filter reference (a stage-only level may ask for one): the stages alone."""
-    from dataclasses import replace
-
-    from vqz.bitstream import pack
-
-    parsed = unpack_file(data)
-    return pack(replace(parsed.header, postfilter=None), parsed.payloads)
 
 
 def test_encoding_is_deterministic(model):
@@ -145,7 +136,7 @@ def test_runtime_decode_matches_the_pytorch_network_in_the_default_layout(model)
     with torch.no_grad():
         latent = model.model.quantizer.dequantize(indices).contiguous()
         plain = to_uint8(plain_g_s(latent).numpy())
-    fast = decode_bytes(model, _unfiltered(data))  # the synthesis alone
+    fast = decode_bytes(model, without_postfilter(data))  # the synthesis alone
     assert not latent.is_contiguous(memory_format=torch.channels_last)
     assert fast.shape == plain.shape == image.shape
     assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1
