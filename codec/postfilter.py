@@ -34,13 +34,14 @@ from vqz.errors import ModelError
 __all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "STAGE_POSTFILTER_ID", "PostFilter", "PostFilterRef", "choose_postfilter",
            "default_postfilter", "installed_postfilters", "postfilter_for_ref", "stage_postfilter"]
 
-#: The filter the encoder offers on residual levels. On the held-out photos vqz-pf3 gains 0.00 to +0.10 dB
-#: more than vqz-pf1 (session 10) there (MODEL_CARD-vqz-pf3.md); vqz-pf1 stays installed for its files.
-DEFAULT_POSTFILTER_ID = "vqz-pf3"
+#: The filter the encoder offers on residual levels. On the held-out photos the 48-channel vqz-pf4 gains
+#: +0.54 to +0.65 dB at levels 5-10 against vqz-pf3's +0.45 to +0.62, and the same from level 11 up
+#: (MODEL_CARD-vqz-pf4.md). vqz-pf1 and vqz-pf3 stay installed for their files.
+DEFAULT_POSTFILTER_ID = "vqz-pf4"
 #: The filter the encoder offers on stage-only levels (it must have been trained on them: config
-#: ``stage_levels``). On the held-out photos vqz-pf2 gains +0.24 to +0.36 dB there against vqz-pf1's
-#: +0.10 to +0.33 (MODEL_CARD-vqz-pf2.md).
-STAGE_POSTFILTER_ID = "vqz-pf2"
+#: ``stage_levels``). On the held-out photos vqz-pf4 gains +0.32 to +0.46 dB there against vqz-pf2's
+#: +0.24 to +0.36 (MODEL_CARD-vqz-pf4.md); vqz-pf2 stays installed for its files.
+STAGE_POSTFILTER_ID = "vqz-pf4"
 #: Pixels filtered per pass (a band of whole rows, at least ``MIN_BAND_ROWS``: at 8K 136 rows, a
 #: Kodak image in one pass), and rows of context on each side (even: the filter works on 2x2 blocks).
 BAND_PIXELS = 1 << 20

@@ -319,9 +319,22 @@ class QualityLadder:
 
         if stages in self._stage_files or stages not in self.stage_levels or stage_postfilter() is None:
             return len(self.stage_file(stages))
-        ref = self._provisional_ref(stages)
-        return len(pack(replace(self._header, quality=self.stage_level(stages), postfilter=ref), self._payloads[:stages],
-                        self._alpha, **self.metadata.chunks()))
+        return len(self._stage_pack(stages, self._provisional_ref(stages)))
+
+    def stage_fits(self, stages: int, target_bytes: int) -> bool:
+        """Whether :meth:`stage_file` has at most ``target_bytes`` bytes: by :meth:`stage_size` where that
+        settles it, else (the budget falls within the filter reference's bytes) by the file itself, which
+        leaves the reference out where the filter does not help (this renders the stages)."""
+        if self.stage_size(stages) <= target_bytes:
+            return True
+        if stages in self._stage_files or len(self._stage_pack(stages, None)) > target_bytes:
+            return False
+        return len(self.stage_file(stages)) <= target_bytes
+
+    def _stage_pack(self, stages: int, postfilter) -> bytes:
+        """The stage-only file of the first ``stages`` stages with ``postfilter`` (a reference or None)."""
+        return pack(replace(self._header, quality=self.stage_level(stages), postfilter=postfilter), self._payloads[:stages],
+                    self._alpha, **self.metadata.chunks())
 
     def stage_file(self, stages: int) -> bytes:
         """The stage-only file of the first ``stages`` stages (1..num_stages), every stage whole."""
@@ -334,8 +347,7 @@ class QualityLadder:
 
                 postfilter = stage_postfilter_ref(self.weights, self.rgb, self._indices[:stages],
                                                   self.render_stages(stages))
-            self._stage_files[stages] = pack(replace(self._header, quality=self.stage_level(stages), postfilter=postfilter),
-                                             self._payloads[:stages], self._alpha, **self.metadata.chunks())
+            self._stage_files[stages] = self._stage_pack(stages, postfilter)
         return self._stage_files[stages]
 
     def render_stages(self, stages: int) -> np.ndarray:
@@ -440,8 +452,8 @@ def choose_for_size(ladder: QualityLadder, target_bytes: int, kinds: tuple[str, 
     residual_levels = ladder.levels[len(ladder.stage_levels):]
     if residual_levels and len(ladder.file(residual_levels[0])) <= target_bytes:
         return _residual_for_size(ladder, target_bytes)
-    # sizes with the post-filter's reference where a file may ask for it: the file chosen is at most that
-    fitting = [s for s in range(1, ladder.num_stages + 1) if ladder.stage_size(s) <= target_bytes]
+    # sizes with the post-filter's reference where a file may ask for it, the file itself where the budget falls within it
+    fitting = [s for s in range(1, ladder.num_stages + 1) if ladder.stage_fits(s, target_bytes)]
     if not fitting:
         return _whole(ladder, ladder.levels[0], met=False)
     quality = max(fitting)  # a stage count; past the stage-only levels, files of more stages than any level

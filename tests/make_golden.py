@@ -8,8 +8,9 @@ per model, tests/data/golden-<model id>-q3.vqz (its encoding at quality 3) and
 tests/data/golden-<model id>-q3-decoded.png (what decoding that file gives); once, a file with a
 pixel residual layer (format version 3) of a textured image, tests/data/golden-residual-*, and once
 a file that asks for the post-filter (format version 4), tests/data/golden-postfilter-*, and once a
-stage-only file that asks for it (session 11's `vqz-pf2`), tests/data/golden-postfilter-stages-*, and
-once per later residual-level filter, tests/data/golden-postfilter-<filter id>-*. The
+stage-only file that asks for it (session 11's `vqz-pf2`), tests/data/golden-postfilter-stages-<model id>-*,
+once per later stage-level filter, tests/data/golden-postfilter-stages-<filter id>-*, and once per
+later residual-level filter, tests/data/golden-postfilter-<filter id>-*. The
 files of a model or filter that ships are never rewritten: they prove that files it wrote keep decoding.
 """
 
@@ -56,9 +57,15 @@ def postfilter_paths() -> tuple[Path, Path]:
     return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
 
 
-def stage_postfilter_paths() -> tuple[Path, Path]:
-    """(the stage-only .vqz file that asks for the post-filter, its decoded PNG)."""
-    stem = HERE / "data" / f"golden-postfilter-stages-{RESIDUAL_MODEL}-q{STAGE_POSTFILTER_QUALITY}"
+#: The first filter of the stage-only levels: its golden file's name carries no filter id.
+FIRST_STAGE_POSTFILTER_ID = "vqz-pf2"
+
+
+def stage_postfilter_paths(filter_id: str = FIRST_STAGE_POSTFILTER_ID) -> tuple[Path, Path]:
+    """(a stage-only .vqz file that asks for the post-filter ``filter_id``, its decoded PNG): one per
+    stage-level filter shipped."""
+    tag = "" if filter_id == FIRST_STAGE_POSTFILTER_ID else f"{filter_id}-"
+    stem = HERE / "data" / f"golden-postfilter-stages-{tag}{RESIDUAL_MODEL}-q{STAGE_POSTFILTER_QUALITY}"
     return stem.with_suffix(".vqz"), Path(f"{stem}-decoded.png")
 
 
@@ -89,8 +96,9 @@ def write_residual_postfilter(filter_id: str) -> None:
     _write_filtered(POSTFILTER_QUALITY, residual_postfilter_paths(filter_id), filter_id, f"post-filter {filter_id}")
 
 
-def write_stage_postfilter() -> None:
-    _write_filtered(STAGE_POSTFILTER_QUALITY, stage_postfilter_paths(), None, "stage-only level's post-filter")
+def write_stage_postfilter(filter_id: str) -> None:
+    _write_filtered(STAGE_POSTFILTER_QUALITY, stage_postfilter_paths(filter_id), filter_id,
+                    f"stage-only level's post-filter {filter_id}")
 
 
 def write_postfilter() -> None:
@@ -142,10 +150,10 @@ def main() -> None:
         write_residual(RESIDUAL_MODEL)
     if not postfilter_paths()[0].exists():
         write_postfilter()
-    if not stage_postfilter_paths()[0].exists():
-        write_stage_postfilter()
-    from vqz.codec.postfilter import DEFAULT_POSTFILTER_ID
+    from vqz.codec.postfilter import DEFAULT_POSTFILTER_ID, STAGE_POSTFILTER_ID
 
+    if not stage_postfilter_paths(STAGE_POSTFILTER_ID)[0].exists():
+        write_stage_postfilter(STAGE_POSTFILTER_ID)
     if DEFAULT_POSTFILTER_ID != "vqz-pf1" and not residual_postfilter_paths(DEFAULT_POSTFILTER_ID)[0].exists():
         write_residual_postfilter(DEFAULT_POSTFILTER_ID)
 

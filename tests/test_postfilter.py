@@ -145,7 +145,6 @@ def test_stage_only_levels_ask_for_the_filter_at_their_own_strengths(model):
 
     pf = P.stage_postfilter()
     assert pf is not None and pf.filter_id == P.STAGE_POSTFILTER_ID and pf.stage_levels
-    assert pf is not P.default_postfilter()  # the residual levels use vqz-pf3 (better there)
     rgb = _photo()
     for stages in range(1, PURE_LEVELS + 1):
         data, _ = encode_array(model, rgb, stages)
@@ -215,21 +214,22 @@ def test_the_golden_post_filtered_file_keeps_decoding():
     assert vqz.read_info(data).postfilter_strength is not None
 
 
-def test_the_golden_stage_only_post_filtered_file_keeps_decoding():
-    # Written once (tests/make_golden.py) by the first encoder that filters stage-only levels (vqz-pf2).
-    coded, decoded_png = stage_postfilter_paths()
+@pytest.mark.parametrize("filter_id", ["vqz-pf2", "vqz-pf4"])
+def test_the_golden_stage_only_post_filtered_files_keep_decoding(filter_id):
+    # Written once each (tests/make_golden.py) by the encoder of each stage-only levels' filter.
+    coded, decoded_png = stage_postfilter_paths(filter_id)
     data = coded.read_bytes()
     parsed = unpack_file(data)
     assert parsed.residual is None and parsed.header.postfilter is not None
     assert parsed.header.quality == STAGE_POSTFILTER_QUALITY and data[4] == 4
-    assert P.postfilter_for_ref(parsed.header.postfilter).filter_id == "vqz-pf2"
+    assert P.postfilter_for_ref(parsed.header.postfilter).filter_id == filter_id
     decoded = vqz.decode_array(data)
     expected = np.asarray(Image.open(decoded_png))
     assert decoded.shape == expected.shape
     assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 2
 
 
-@pytest.mark.parametrize("filter_id", ["vqz-pf3"])
+@pytest.mark.parametrize("filter_id", ["vqz-pf3", "vqz-pf4"])
 def test_the_golden_files_of_later_residual_level_filters_keep_decoding(filter_id):
     coded, decoded_png = residual_postfilter_paths(filter_id)
     data = coded.read_bytes()

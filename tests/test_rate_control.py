@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import vqz
-from vqz.bitstream import unpack
+from vqz.bitstream import unpack, unpack_file
 from vqz.codec.pipeline import decode_bytes, encode_array, quality_range
 from vqz.codec.rate_control import (
     QualityLadder,
@@ -53,6 +53,21 @@ def test_target_bpp_picks_the_highest_quality_that_fits(ladder):
         highest = max(q for q in ladder.levels if len(ladder.file(q)) <= len(ladder.file(quality)))
         assert choice.quality == highest and choice.met and choice.coded_cells is None
         assert choice.data == ladder.file(highest) and choice.bpp == ladder.bpp(quality)
+
+
+def test_a_stage_level_whose_filter_does_not_help_fits_its_own_unfiltered_size(model, monkeypatch):
+    # The size searches count the filter's reference (9 bytes) before checking it; where the check
+    # leaves it out, a budget of the smaller file must still get that whole level.
+    from vqz.codec.postfilter import PostFilter
+
+    monkeypatch.setattr(PostFilter, "gain", lambda *args: -1)
+    rgb = smooth_image(40, 56, seed=11)
+    for quality in QualityLadder(model, rgb).stage_levels:
+        unhelped = QualityLadder(model, rgb)  # nothing rendered or checked yet
+        data = QualityLadder(model, rgb).file(quality)
+        assert unpack_file(data).header.postfilter is None and unhelped.stage_size(quality) > len(data)
+        choice = choose_for_size(unhelped, len(data))
+        assert choice.quality == quality and choice.coded_cells is None and choice.data == data
 
 
 def test_target_bpp_between_two_levels_stops_the_next_stage_part_way(ladder):
