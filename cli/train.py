@@ -207,7 +207,7 @@ def export_postfilter(
     source: Annotated[Path, typer.Argument(help="A post-filter training checkpoint (RUN/postfilter.safetensors), or a "
                                                 "shipped post-filter weights file (rewrites only its graph).", show_default=False)],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Weights file to write (.safetensors); the graph goes beside it.")] = None,
-    filter_id: Annotated[str, typer.Option("--id", help="The filter's name (the encoder uses vqz-pf3 on residual levels and vqz-pf2 on stage-only levels: codec/postfilter.py).")] = "vqz-pf1",
+    filter_id: Annotated[str, typer.Option("--id", help="The filter's name (the encoder uses vqz-pf4 on every level: codec/postfilter.py).")] = "vqz-pf1",
 ) -> None:
     """Ship a trained post-filter: its weights (safetensors) and ONNX graph for the coding runtime.
 
