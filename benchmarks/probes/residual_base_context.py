@@ -9,30 +9,22 @@ codec/residual.py; bits = per (channel, band, refined class) the best of the 48 
 512 x 768), levels 5, 8, 12, 16. Session 12.
 """
 import sys
-from pathlib import Path
 import numpy as np
 from vqz.codec.registry import load_model
-from vqz.codec.pipeline import encode_indices, render, whole_stage_activity
-from vqz.codec.padding import compute_padding
 from vqz.codec.levels import RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, RESIDUAL_LADDER
 from vqz.codec import residual as R
-from vqz.codec.train_postfilter import _centre_crop
-from vqz.codec.data import load_rgb
+from residual_base import four_stage_base, heldout_names
 
 w = load_model(None)
-names = [l.strip() for l in open('checkpoints/vqz-rvq16-f8/validation_files.txt')][1::2][: int(sys.argv[1])]
+names = heldout_names(1, int(sys.argv[1]))
 EDGES = [np.array(e) for e in ([], [1.0], [0.5, 2.0], [0.25, 0.75, 2.0], [0.25, 0.5, 1.0, 2.0, 4.0])]
 levels_q = [5, 8, 12, 16]
 L = R._code_lengths()
 SIDE = 4.0  # bits per present (channel, band, class): the delta-coded scale index
 tot = {q: {'px': 0, 'actual': 0, **{i: 0.0 for i in range(len(EDGES))}} for q in levels_q}
 for name in names:
-    rgb = _centre_crop(load_rgb(Path('../shared/data/train') / name), 512 * 768)
+    rgb, idx, base, act, top, left = four_stage_base(w, name)
     H, W = rgb.shape[:2]
-    idx = encode_indices(w, rgb, 4)
-    base = render(w, idx, H, W)
-    act = whole_stage_activity(w, idx, 4)
-    (left, _, top, _), _ = compute_padding(H, W, min_div=8)
     gh, gw = idx.shape[1:]
     cols = R._image_rows(0, gw * 8, left, W); rows = R._image_rows(0, gh * 8, top, H)
     bstrip = base[rows][:, cols].astype(np.float32)

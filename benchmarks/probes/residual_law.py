@@ -10,18 +10,14 @@ class's empirical entropy (a lower bound for any static law per class). "actual"
 side information (scale indices, parameters, coder flush) included. Session 12.
 """
 import math, sys
-from pathlib import Path
 import numpy as np
 from vqz.codec.registry import load_model
-from vqz.codec.pipeline import encode_indices, render, whole_stage_activity
-from vqz.codec.padding import compute_padding
 from vqz.codec.levels import RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, RESIDUAL_LADDER
 from vqz.codec import residual as R
-from vqz.codec.train_postfilter import _centre_crop
-from vqz.codec.data import load_rgb
+from residual_base import four_stage_base, heldout_names
 
 w = load_model(None)
-names = [l.strip() for l in open('checkpoints/vqz-rvq16-f8/validation_files.txt')][1::2][: int(sys.argv[1])]
+names = heldout_names(1, int(sys.argv[1]))
 levels_q = [5, 8, 12, 16]
 L = R._code_lengths()  # (49, 256)
 Z = np.linspace(0.02, 0.995, 64)
@@ -31,12 +27,8 @@ m = np.arange(256)
 tail = -np.log2(1 - RAT)[:, None] - (m[None, 1:] - 1) * np.log2(RAT)[:, None] + 1  # (48,255) bits for |k|=m>=1 incl sign
 tot = {q: dict(file=0, stage=0, cur=0, actual=0, two=0, emp=0) for q in levels_q}
 for name in names:
-    rgb = _centre_crop(load_rgb(Path('../shared/data/train') / name), 512 * 768)
+    rgb, idx, base, act, top, left = four_stage_base(w, name)
     H, W = rgb.shape[:2]
-    idx = encode_indices(w, rgb, 4)
-    base = render(w, idx, H, W)
-    act = whole_stage_activity(w, idx, 4)
-    (left, _, top, _), _ = compute_padding(H, W, min_div=8)
     for q in levels_q:
         step = RESIDUAL_LADDER[q - 5][1]
         params = R.ResidualParams(step, RESIDUAL_CHROMA, RESIDUAL_OFFSET, tilt=RESIDUAL_TILT)
