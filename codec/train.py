@@ -65,7 +65,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0: torch's default
     precision: str = "fp32"  # "bf16": autocast the transforms to bfloat16 (the quantizer stays float32)
-    full_stage_fraction: float = 0.0  # share of each batch that keeps every stage; the rest draw 1..S uniformly
+    full_stage_fraction: float = 0.0  # share of each batch that keeps every trained stage; the rest draw 1..T uniformly
+    train_stages: int = 0  # T: the most stages a sample keeps (0: all S); later stages' codebooks then stay as they are
     lr_ramp_steps: int = 0  # linear ramp of the learning rate from 0 over the first steps of a run
     init_from: str = ""  # checkpoint of a smaller model to grow from (codec/grow.py) when no checkpoint exists
     max_minutes: float = 0.0  # stop cleanly after this much training time (0: no limit); the LR decays by time then
@@ -83,6 +84,8 @@ class TrainConfig:
             raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 <= self.full_stage_fraction <= 1.0:
             raise VqzError(f"`full_stage_fraction` must be in [0, 1], got {self.full_stage_fraction}")
+        if not 0 <= self.train_stages <= self.model.num_stages:
+            raise VqzError(f"`train_stages` must be in [0, {self.model.num_stages}] (0: every stage), got {self.train_stages}")
         if self.lr_ramp_steps < 0:
             raise VqzError("`lr_ramp_steps` must be >= 0")
         if self.max_minutes < 0:
@@ -187,14 +190,29 @@ def validate(model: VQCodecModel, images: list, device: torch.device, levels: li
     return result
 
 
-def sample_stages(config: TrainConfig, generator: torch.Generator | None = None) -> Tensor:
-    """(batch,) int64 in [1, S]: how many stages each sample keeps (stage dropout).
+def trained_stages(config: TrainConfig) -> int:
+    """``T``: the most stages a training sample keeps (``train_stages``, or every stage ``S`` when 0)."""
+    return config.train_stages or config.model.num_stages
 
-    A share ``full_stage_fraction`` of the batch keeps all ``S`` stages, so the top stages'
-    codebooks and the decoder's finest inputs train on more than ``1/S`` of the samples; the
-    rest draw uniformly from ``1..S``, so every quality level keeps training.
+
+def validation_levels(config: TrainConfig) -> list[int]:
+    """Stage counts the held-out PSNR is logged at: every one up to 4 trained stages, else 1, T/2 and T."""
+    top = trained_stages(config)
+    if top <= 4:
+        return list(range(1, top + 1))
+    return sorted({1, top // 2, top})
+
+
+def sample_stages(config: TrainConfig, generator: torch.Generator | None = None) -> Tensor:
+    """(batch,) int64 in [1, T]: how many stages each sample keeps (stage dropout).
+
+    A share ``full_stage_fraction`` of the batch keeps all ``T`` trained stages (``train_stages``,
+    default every stage ``S``), so the top stages' codebooks and the decoder's finest inputs train on
+    more than ``1/T`` of the samples; the rest draw uniformly from ``1..T``, so every quality level
+    keeps training. With ``T < S`` the decoder spends its capacity on the levels a product uses
+    (the quality ladder codes at most four stages, :mod:`vqz.codec.levels`).
     """
-    batch, top = config.batch, config.model.num_stages
+    batch, top = config.batch, trained_stages(config)
     stages = torch.randint(1, top + 1, (batch,), generator=generator)
     full = round(batch * config.full_stage_fraction)
     if full:
@@ -328,7 +346,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
 
     log = None
-    levels = sorted({1, max(1, config.model.num_stages // 2), config.model.num_stages})
+    levels = validation_levels(config)
     if main:
         log_path = out / "log.csv"
         new_log = not log_path.exists() or not resume

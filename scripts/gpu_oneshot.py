@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"gpu_oneshot: {json.dumps(facts)}", flush=True)
     _, val_images, _ = load_split(Path(config.data), config.validation_fraction)
-    levels = sorted({1, max(1, config.model.num_stages // 2), config.model.num_stages})
+    levels = validation_levels(config)
     facts["held_out_images"] = len(val_images)
     facts["psnr_before"] = _held_out_psnr(Path(config.init_from), val_images, device, levels)
     print(f"gpu_oneshot: held-out PSNR before {facts['psnr_before']}", flush=True)

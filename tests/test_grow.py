@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from vqz.codec.config import ModelConfig
 from vqz.codec.grow import grow_model, init_new_stages
 from vqz.codec.model import VQCodecModel
-from vqz.codec.train import TrainConfig, sample_stages, train
+from vqz.codec.train import TrainConfig, sample_stages, train, validation_levels
 from vqz.errors import VqzError
 
 SMALL = ModelConfig(channels=16, latent_dim=4, downsampling_log2=2, num_stages=2, codebook_size=8)
@@ -94,6 +94,34 @@ def test_stage_sampling_keeps_every_stage_for_the_chosen_share() -> None:
     assert int(stages.min()) >= 1 and int(stages.max()) <= 16
     plain = sample_stages(TrainConfig(batch=4096, model=ModelConfig(num_stages=16)), torch.Generator().manual_seed(0))
     assert abs(float((plain == 16).float().mean()) - 1 / 16) < 0.02
+
+
+def test_stage_sampling_stops_at_the_trained_stages() -> None:
+    config = TrainConfig(batch=4096, full_stage_fraction=0.4, train_stages=4, model=ModelConfig(num_stages=16))
+    stages = sample_stages(config, torch.Generator().manual_seed(0))
+    assert int(stages.min()) == 1 and int(stages.max()) == 4
+    # 40% keep all four, the rest draw 1..4 uniformly: 0.4 + 0.6 / 4 keep four
+    assert abs(float((stages == 4).float().mean()) - 0.55) < 0.02
+    assert abs(float((stages == 1).float().mean()) - 0.15) < 0.02
+    assert validation_levels(config) == [1, 2, 3, 4]
+    assert validation_levels(TrainConfig(model=ModelConfig(num_stages=16))) == [1, 8, 16]
+
+
+def test_untrained_stages_keep_their_codebooks() -> None:
+    from vqz.codec.quantizer import ResidualVectorQuantizer
+
+    torch.manual_seed(0)
+    quantizer = ResidualVectorQuantizer(4, 8, 3).train()
+    quantizer(torch.randn(2, 3, 4, 4), torch.tensor([4, 4]))  # k-means initialises every stage
+    before = [c.clone() for c in quantizer.codebooks]
+    quantizer(torch.randn(2, 3, 4, 4), torch.tensor([1, 2]))
+    assert not torch.equal(quantizer.codebooks[0], before[0]) and not torch.equal(quantizer.codebooks[1], before[1])
+    assert torch.equal(quantizer.codebooks[2], before[2]) and torch.equal(quantizer.codebooks[3], before[3])
+
+
+def test_more_trained_stages_than_the_model_has_are_refused() -> None:
+    with pytest.raises(VqzError, match="train_stages"):
+        TrainConfig(train_stages=9, model=ModelConfig(num_stages=8))
 
 
 def test_training_grows_from_a_checkpoint_in_bf16(small_model: VQCodecModel, tmp_path: Path) -> None:
