@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqz.codec.data import load_split
     from vqz.codec.finalize import finalize
-    from vqz.codec.train import TrainConfig, autocast_enabled, train
+    from vqz.codec.train import TrainConfig, autocast_enabled, train, validation_levels
 
     began = time.time()
     out = Path(args.out)
