@@ -181,12 +181,16 @@ def train_postfilter(
     stage_pairs: Annotated[int, typer.Option("--stage-pairs", help="Also learn the stage-only levels: decodings of random stage-only levels per image (0: residual levels only).")] = 0,
     precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16 (autocast; pays only on CPUs with native bf16 or on CUDA).")] = "fp32",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Start from a shipped filter's weights file (same channels and layers).")] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (cosine decay to 0).")] = 2e-3,
+    warmup: Annotated[int, typer.Option("--warmup", help="Steps of linear learning-rate ramp at the start.")] = 0,
 ) -> None:
     """Train the decoder's post-filter on images the installed model decodes (CPU).
 
     Then ship it with `vqz export-postfilter RUN/postfilter.safetensors -o codec/weights/ID.safetensors`.
 
     Example: vqz train-postfilter --out runs/pf1 --steps 8000
+    (a filter for a new model: --init-from codec/weights/vqz-pf4.safetensors --lr 5e-4 --warmup 200)
     """
     require("train")
     from vqz.codec.train_postfilter import PostFilterTrainConfig
@@ -194,7 +198,7 @@ def train_postfilter(
 
     cfg = PostFilterTrainConfig(data=data, out=out, model=model, steps=steps, images=images, channels=channels,
                                 layers=layers, threads=threads, precision=precision,
-                                stage_pairs_per_image=stage_pairs)
+                                stage_pairs_per_image=stage_pairs, init_from=init_from, lr=lr, lr_warmup_steps=warmup)
     try:
         checkpoint = run(cfg, resume=resume, log=typer.echo)
     except (VqzError, OSError) as exc:

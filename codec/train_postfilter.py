@@ -13,7 +13,9 @@ Training: random ``crop`` x ``crop`` crops (even offsets), batches of ``batch``,
 over crops of the filtered crop's squared error (RGB in [0, 1]) divided by the mean unfiltered
 error of its level over the training pairs (coarse levels would otherwise outweigh fine ones), Adam, cosine learning-rate decay from ``lr`` to 0 over ``steps``. The checkpoint
 (``<out>/postfilter.safetensors``: network, Adam state, step; configuration in its metadata)
-is written every ``checkpoint_every`` steps; ``resume`` continues from it. Held-out PSNR gain
+is written every ``checkpoint_every`` steps; ``resume`` continues from it. ``init_from`` starts a
+new run from a shipped filter's weights (a warm start: a filter for a new model begins from what the
+last one learned; Adam starts fresh, ``lr_warmup_steps`` ramps its rate). Held-out PSNR gain
 (dB, filtered vs unfiltered decoded image, mean over images and steps) is logged to
 ``<out>/log.csv`` at each checkpoint, over the residual levels and the stage-only levels apart.
 """
@@ -55,6 +57,8 @@ class PostFilterTrainConfig:
     threads: int = 2
     seed: int = 0
     precision: str = "fp32"  # "bf16": autocast the filter's forward pass (falls back to fp32 without native bf16)
+    lr_warmup_steps: int = 0  # linear ramp of the learning rate from 0 over these steps (a warm start's first steps)
+    init_from: str | None = None  # a shipped filter's weights file (tensors ``pf.*``) to start from; same channels and layers
 
 
 def _centre_crop(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -181,6 +185,19 @@ def _batch(pairs: list[dict[str, np.ndarray]], batch: int, crop: int, rng: np.ra
     return to_tensor(xs), to_tensor(ys), torch.tensor(np.array(strengths, dtype=np.float32))
 
 
+def _shipped_filter_state(path: Path, net) -> dict:
+    """The network state of a shipped filter's weights file (tensors ``pf.*``), checked against ``net``'s shapes."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = {k[3:]: v for k, v in load_file(str(path)).items() if k.startswith("pf.")}
+    want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if want != have:
+        raise VqzError(f"{path} is not a post-filter of {net.channels} channels and {net.layers} layers")
+    return {k: v.to(torch.float32) for k, v in state.items()}
+
+
 def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) a post-filter; returns the checkpoint path."""
     import torch
@@ -193,6 +210,8 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     if cfg.precision not in PRECISIONS:
         raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
+    net = PostFilterNet(cfg.channels, cfg.layers)
+    warm = _shipped_filter_state(Path(cfg.init_from), net) if cfg.init_from else None  # checked before any coding
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -216,9 +235,11 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     log(f"{len(train)} training and {len(held)} held-out images coded in {time.time() - started:.0f} s")
     level_error = _level_errors(train)
 
-    net = PostFilterNet(cfg.channels, cfg.layers)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     start = 0
+    if warm is not None and not (resume and checkpoint.exists()):
+        net.load_state_dict(warm)
+        log(f"warm start from {cfg.init_from}")
     if resume and checkpoint.exists():
         state = load_file(checkpoint)
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
@@ -237,6 +258,8 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
         running = 0.0
         for step in range(start, cfg.steps):
             lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+            if step < cfg.lr_warmup_steps:
+                lr *= (step + 1) / cfg.lr_warmup_steps
             for group in opt.param_groups:
                 group["lr"] = lr
             x, y, strength = _batch(train, cfg.batch, cfg.crop, rng)
