@@ -232,18 +232,13 @@ def export_postfilter_graph(weights_path: Path) -> Path:
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    from vqz.codec.postfilter_net import PostFilterNet
+    from vqz.codec.postfilter_net import load_shipped_filter
 
     weights_path = Path(weights_path)
+    net = load_shipped_filter(weights_path)  # refuses a file that is not a post-filter's
     with safe_open(str(weights_path), framework="numpy") as handle:
         metadata = dict(handle.metadata() or {})
-    if "postfilter_id" not in metadata:
-        raise ModelError(f"{weights_path} is not a post-filter weights file")
-    config = json.loads(metadata["config"])
     tensors = load_file(str(weights_path))
-    net = PostFilterNet(config["channels"], config["layers"])
-    net.load_state_dict({k[3:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("pf.")})
-    net.eval()
     sample = (torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8), torch.tensor([30.0]))
     graph = onnx.load_from_string(_export_onnx(_PostFilterGraph(net), sample, ["x", "strength"], {0: "height", 1: "width"}))
     sha = hashlib.sha256(weights_path.read_bytes()).hexdigest()

@@ -14,6 +14,9 @@ learned correction (the last convolution starts at zero, so an untrained filter 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,3 +54,21 @@ class PostFilterNet(nn.Module):
     def receptive_radius(layers: int) -> int:
         """Pixels beyond which an input change cannot reach an output pixel (tile margins)."""
         return BLOCK * (layers + 1)
+
+
+def load_shipped_filter(path: Path) -> PostFilterNet:
+    """The network of a shipped filter's weights file (tensors ``pf.*``; metadata ``postfilter_id`` and
+    ``config`` with ``channels`` and ``layers``), float32, in eval mode."""
+    from safetensors import safe_open
+
+    from vqz.errors import ModelError
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+        if "postfilter_id" not in metadata:
+            raise ModelError(f"{path} is not a post-filter weights file")
+        state = {k[3:]: handle.get_tensor(k).to(torch.float32) for k in handle.keys() if k.startswith("pf.")}
+    config = json.loads(metadata["config"])
+    net = PostFilterNet(config["channels"], config["layers"])
+    net.load_state_dict(state)
+    return net.eval()

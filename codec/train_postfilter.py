@@ -185,33 +185,24 @@ def _batch(pairs: list[dict[str, np.ndarray]], batch: int, crop: int, rng: np.ra
     return to_tensor(xs), to_tensor(ys), torch.tensor(np.array(strengths, dtype=np.float32))
 
 
-def _shipped_filter_state(path: Path, net) -> dict:
-    """The network state of a shipped filter's weights file (tensors ``pf.*``), checked against ``net``'s shapes."""
-    import torch
-    from safetensors.torch import load_file
-
-    state = {k[3:]: v for k, v in load_file(str(path)).items() if k.startswith("pf.")}
-    want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    have = {k: tuple(v.shape) for k, v in state.items()}
-    if want != have:
-        raise VqzError(f"{path} is not a post-filter of {net.channels} channels and {net.layers} layers")
-    return {k: v.to(torch.float32) for k, v in state.items()}
-
-
 def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) a post-filter; returns the checkpoint path."""
     import torch
     from safetensors.torch import load_file, save_file
 
     from vqz.codec.levels import PURE_LEVELS, RESIDUAL_LADDER
-    from vqz.codec.postfilter_net import PostFilterNet
+    from vqz.codec.postfilter_net import PostFilterNet, load_shipped_filter
     from vqz.codec.train import PRECISIONS, autocast_enabled
 
     if cfg.precision not in PRECISIONS:
         raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
     net = PostFilterNet(cfg.channels, cfg.layers)
-    warm = _shipped_filter_state(Path(cfg.init_from), net) if cfg.init_from else None  # checked before any coding
+    if cfg.init_from:  # checked before any image is coded
+        warm = load_shipped_filter(Path(cfg.init_from))
+        if (warm.channels, warm.layers) != (net.channels, net.layers):
+            raise VqzError(f"{cfg.init_from} is a post-filter of {warm.channels} channels and {warm.layers} layers; "
+                           f"this run trains {net.channels} channels and {net.layers} layers")
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -237,9 +228,6 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     start = 0
-    if warm is not None and not (resume and checkpoint.exists()):
-        net.load_state_dict(warm)
-        log(f"warm start from {cfg.init_from}")
     if resume and checkpoint.exists():
         state = load_file(checkpoint)
         net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
@@ -248,6 +236,9 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
                             "exp_avg_sq": state[f"opt.{i}.exp_avg_sq"]}
         start = int(state["step"].item())
         log(f"resumed at step {start}")
+    elif cfg.init_from:
+        net.load_state_dict(warm.state_dict())
+        log(f"warm start from {cfg.init_from}")
     rng = np.random.default_rng(cfg.seed + start)
     log_path = out / "log.csv"
     new_log = not log_path.exists() or not resume

@@ -327,21 +327,16 @@ def test_an_untrained_filter_is_the_identity():
 
 def test_a_warm_start_takes_a_shipped_filters_weights_and_refuses_another_shape(tmp_path):
     torch = pytest.importorskip("torch")
-    from safetensors.torch import save_file
-
-    from vqz.codec.postfilter_net import PostFilterNet
-    from vqz.codec.train_postfilter import PostFilterTrainConfig, _shipped_filter_state, train_postfilter
-    from vqz.errors import VqzError
-
     import json
 
-    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from vqz.codec.postfilter_net import PostFilterNet, load_shipped_filter
+    from vqz.codec.train_postfilter import PostFilterTrainConfig, train_postfilter
+    from vqz.errors import VqzError
 
     shipped = P.default_postfilter()
-    with safe_open(str(shipped.path), framework="numpy") as handle:
-        config = json.loads(handle.metadata()["config"])
-    net = PostFilterNet(config["channels"], config["layers"])
-    net.load_state_dict(_shipped_filter_state(shipped.path, net))
+    net = load_shipped_filter(shipped.path)
     x = torch.rand(1, 3, 24, 32)
     assert not torch.equal(net(x, torch.tensor([40.0])), x)  # the shipped filter's weights, not the identity init
     rgb = _photo(40, 50)
@@ -350,9 +345,10 @@ def test_a_warm_start_takes_a_shipped_filters_weights_and_refuses_another_shape(
     assert np.abs(got.astype(int) - shipped.apply(rgb, 40.0).astype(int)).max() <= 1
 
     small = tmp_path / "small.safetensors"
-    save_file({f"pf.{k}": v.contiguous() for k, v in PostFilterNet(8, 3).state_dict().items()}, str(small))
+    save_file({f"pf.{k}": v.contiguous() for k, v in PostFilterNet(8, 3).state_dict().items()}, str(small),
+              metadata={"postfilter_id": "small", "config": json.dumps({"channels": 8, "layers": 3})})
     with pytest.raises(VqzError, match="8 channels"):
-        _shipped_filter_state(small, PostFilterNet(8, 4))
+        train_postfilter(PostFilterTrainConfig(out=str(tmp_path / "run"), channels=8, layers=4, init_from=str(small)))
     with pytest.raises(VqzError, match="16 channels"):  # refused before any image is coded
         train_postfilter(PostFilterTrainConfig(out=str(tmp_path / "run"), channels=16, init_from=str(small)))
     assert not (tmp_path / "run" / "pairs").exists()
