@@ -1,6 +1,12 @@
 """A/B: does the post-filter gain from seeing the stage image (base) beside the decoded residual-level image?
 A: pf4 architecture, warm-started from vqz-pf4, decoded only. B: the same plus the packed (decoded - base)
-through a zero-initialised 3x3 conv added to the first layer (so B starts equal to A). Same data, steps, seed."""
+through a zero-initialised 3x3 conv added to the first layer (so B starts equal to A). Same data, steps, seed.
+C and D (postfilter_architecture.txt): from scratch, the vqz-pf4 architecture against one with a quarter-resolution branch.
+
+    python benchmarks/probes/postfilter_base_input.py pairs      # code the pairs into scratch/pf_base (git-ignored)
+    python benchmarks/probes/postfilter_base_input.py A 3000 5e-4 & python benchmarks/probes/postfilter_base_input.py B 3000 5e-4
+    python benchmarks/probes/postfilter_base_input.py C 3000 2e-3 & python benchmarks/probes/postfilter_base_input.py D 3000 2e-3
+"""
 import math, sys, time, json
 from pathlib import Path
 import numpy as np
@@ -62,6 +68,30 @@ def make_net(kind):
             for conv in self.mid:
                 h = F.leaky_relu(conv(h), 0.1)
             return x + F.pixel_shuffle(self.out(h), BLOCK)
+    class MultiScale(nn.Module):
+        def __init__(self, c=48, cq=96):
+            super().__init__()
+            self.inp = nn.Conv2d(13, c, 3, padding=1)
+            self.down = nn.Conv2d(c, cq, 3, stride=2, padding=1)
+            self.midq = nn.Conv2d(cq, cq, 3, padding=1)
+            self.up = nn.Conv2d(cq, 4 * c, 1)
+            self.mid = nn.Conv2d(c, c, 3, padding=1)
+            self.out = nn.Conv2d(c, 12, 3, padding=1)
+            nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
+        def forward(self, x, strength):
+            packed = F.pixel_unshuffle(x - 0.5, BLOCK)
+            plane = torch.ones_like(packed[:, :1]) * (strength.reshape(-1, 1, 1, 1) / STRENGTH_SCALE)
+            h = F.leaky_relu(self.inp(torch.cat([packed, plane], 1)), 0.1)
+            H, W = h.shape[2:]
+            q = F.leaky_relu(self.down(F.pad(h, (0, W % 2, 0, H % 2), mode='replicate')), 0.1)
+            q = F.leaky_relu(self.midq(q), 0.1)
+            h = h + F.pixel_shuffle(self.up(q), 2)[:, :, :H, :W]
+            h = F.leaky_relu(self.mid(h), 0.1)
+            return x + F.pixel_shuffle(self.out(h), BLOCK)
+    if kind == 'C':
+        return PostFilterNet(48, 4).train()
+    if kind == 'D':
+        return MultiScale().train()
     warm = load_shipped_filter(Path('codec/weights/vqz-pf4.safetensors'))
     if kind == 'A':
         return warm.train()
@@ -70,7 +100,7 @@ def make_net(kind):
     return net.train()
 
 def run(net, kind, x, s, b):
-    return net(x, s) if kind == 'A' else net(x, s, b)
+    return net(x, s, b) if kind == 'B' else net(x, s)
 
 def gain(net, kind, pairs):
     import torch
