@@ -177,6 +177,7 @@ def train_postfilter(
     images: Annotated[int, typer.Option("--images", help="Training images to code.")] = 400,
     channels: Annotated[int, typer.Option("--channels", help="Convolution channels.")] = 32,
     layers: Annotated[int, typer.Option("--layers", help="Convolutions.")] = 4,
+    quarter_channels: Annotated[int, typer.Option("--quarter-channels", help="Channels of a quarter-resolution branch in place of one layer (0: none).")] = 0,
     threads: Annotated[int, typer.Option("--threads", help="Torch threads.")] = 2,
     stage_pairs: Annotated[int, typer.Option("--stage-pairs", help="Also learn the stage-only levels: decodings of random stage-only levels per image (0: residual levels only).")] = 0,
     precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16 (autocast; pays only on CPUs with native bf16 or on CUDA).")] = "fp32",
@@ -197,7 +198,7 @@ def train_postfilter(
     from vqz.codec.train_postfilter import train_postfilter as run
 
     cfg = PostFilterTrainConfig(data=data, out=out, model=model, steps=steps, images=images, channels=channels,
-                                layers=layers, threads=threads, precision=precision,
+                                layers=layers, quarter_channels=quarter_channels, threads=threads, precision=precision,
                                 stage_pairs_per_image=stage_pairs, init_from=init_from, lr=lr, lr_warmup_steps=warmup)
     try:
         checkpoint = run(cfg, resume=resume, log=typer.echo)

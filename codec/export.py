@@ -211,9 +211,12 @@ def export_postfilter(checkpoint: Path, weights_path: Path, filter_id: str) -> l
     with safe_open(str(checkpoint), framework="pt") as handle:
         train_config = json.loads((handle.metadata() or {})["config"])
         state = {k[4:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("net.")}
-    net = PostFilterNet(train_config["channels"], train_config["layers"])
+    net = PostFilterNet(train_config["channels"], train_config["layers"], train_config.get("quarter_channels", 0))
     net.load_state_dict(state)
-    config = json.dumps({"channels": net.channels, "layers": net.layers, "block": BLOCK, "strength_scale": STRENGTH_SCALE,
+    shape = {"channels": net.channels, "layers": net.layers}
+    if net.quarter_channels:  # absent for the first filters' architecture (their files stay byte for byte)
+        shape["quarter_channels"] = net.quarter_channels
+    config = json.dumps({**shape, "block": BLOCK, "strength_scale": STRENGTH_SCALE,
                          "stage_levels": bool(train_config.get("stage_pairs_per_image", 0))})
     tensors = {f"pf.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
     weights_path = Path(weights_path)
@@ -226,7 +229,7 @@ def export_postfilter(checkpoint: Path, weights_path: Path, filter_id: str) -> l
 
 def export_postfilter_graph(weights_path: Path) -> Path:
     """Write ``<stem>.postfilter.onnx`` beside a post-filter weights file (the file is left untouched):
-    inputs ``x`` (H, W, 3) uint8 with H, W even and ``strength`` (1,) float32, output ``y`` (H, W, 3)
+    inputs ``x`` (H, W, 3) uint8 with H, W multiples of the network's ``multiple`` and ``strength`` (1,) float32, output ``y`` (H, W, 3)
     uint8 (clamped, rounded half to even)."""
     import onnx
     from safetensors import safe_open

@@ -15,7 +15,10 @@ levels with :data:`DEFAULT_POSTFILTER_ID`, on stage-only levels with :data:`STAG
 
 The filter runs on row bands of about ``BAND_PIXELS`` pixels with ``MARGIN_ROWS`` rows of context above
 and below (more than the network's receptive radius), so memory stays bounded on large images
-and every band computes exactly what one pass over the whole image would.
+and every band computes exactly what one pass over the whole image would. A band is padded (edge
+rows and columns) to the filter's ``multiple`` (2, or 4 for a filter with a quarter-resolution
+branch, whose bands also start on rows that are multiples of 4, so its stride-2 grid is the whole
+image's).
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ class PostFilter:
         self.path = path
         self.filter_id = metadata["postfilter_id"]
         #: whether it was trained on the stage-only levels too (their strengths, vqz.codec.levels.postfilter_strength)
-        self.stage_levels = bool(json.loads(metadata.get("config", "{}")).get("stage_levels", False))
+        config = json.loads(metadata.get("config", "{}"))
+        self.stage_levels = bool(config.get("stage_levels", False))
+        #: band sides are padded to a multiple of this (4 with a quarter-resolution branch)
+        self.multiple = 4 if config.get("quarter_channels", 0) else 2
         self.filter_hash = bytes.fromhex(digest[:16])
         # without ONNX Runtime's arena, which would keep the filter's peak on top of the transforms' (8K
         # encode at q6 peaked at 2.09 GiB with it), at no measurable cost in speed for this small graph
@@ -76,14 +82,15 @@ class PostFilter:
         """(H, W, 3) uint8 decoded image -> ``(r0, r1, rows)``: rows ``r0..r1 - 1`` filtered at ``strength``
         ((r1 - r0, W, 3) uint8), top to bottom."""
         height, width = rgb.shape[:2]
-        pad_w = width % 2
+        m = self.multiple
+        pad_w = -width % m
         level = np.array([strength], dtype=np.float32)
-        rows = band_rows(width)
+        rows = max(m, band_rows(width) // m * m)
         for r0 in range(0, height, rows):
             r1 = min(height, r0 + rows)
             lo, hi = max(0, r0 - MARGIN_ROWS), min(height, r1 + MARGIN_ROWS)
             band = rgb[lo:hi]
-            pad_h = (hi - lo) % 2
+            pad_h = -(hi - lo) % m
             if pad_h or pad_w:
                 band = np.pad(band, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             yield r0, r1, self._graph(band, strength=level)[r0 - lo : r1 - lo, :width]

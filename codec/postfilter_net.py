@@ -6,7 +6,13 @@ It works at half resolution on space-to-depth blocks (each 2x2 pixel block becom
 so four 3x3 convolutions see 18x18 pixels for about 6.4 k multiply-adds per pixel (C = 32):
 about 40 ms for a 768x512 image on two CPU cores.
 
-Input ``x``: (N, 3, H, W) float32 RGB in [0, 1] with H, W even; ``strength``: (N,) float32, the
+With ``quarter_channels`` > 0 one half-resolution layer is replaced by a branch at quarter resolution
+(a stride-2 3x3 convolution to ``quarter_channels`` channels, one 3x3 convolution there, a 1x1 convolution
+and depth-to-space back, added to the half-resolution features): about twice the receptive field for
+about 29% more work at 48 / 96 channels (``benchmarks/probes/postfilter_architecture.txt``).
+
+Input ``x``: (N, 3, H, W) float32 RGB in [0, 1] with H, W multiples of :attr:`PostFilterNet.multiple`
+(2, or 4 with the quarter-resolution branch); ``strength``: (N,) float32, the
 coarseness the filter should assume, in luma-step units of the residual layer (8 .. 57 for the
 shipped ladder; the encoder stores it in the file). Output: (N, 3, H, W) float32, ``x`` plus a
 learned correction (the last convolution starts at zero, so an untrained filter is the identity).
@@ -28,16 +34,24 @@ BLOCK = 2
 
 
 class PostFilterNet(nn.Module):
-    """``layers`` 3x3 convolutions of ``channels`` channels at half resolution (LeakyReLU 0.1)."""
+    """``layers`` 3x3 convolutions of ``channels`` channels at half resolution (LeakyReLU 0.1); with
+    ``quarter_channels`` > 0 the second of them is the quarter-resolution branch (``layers`` >= 3)."""
 
-    def __init__(self, channels: int = 32, layers: int = 4) -> None:
+    def __init__(self, channels: int = 32, layers: int = 4, quarter_channels: int = 0) -> None:
         super().__init__()
-        if layers < 2:
-            raise ValueError("a post-filter needs at least 2 layers")
+        if layers < 2 or (quarter_channels and layers < 3):
+            raise ValueError("a post-filter needs at least 2 layers (3 with a quarter-resolution branch)")
         packed = 3 * BLOCK * BLOCK
-        self.channels, self.layers = channels, layers
+        self.channels, self.layers, self.quarter_channels = channels, layers, quarter_channels
+        #: H and W of an input must be multiples of this
+        self.multiple = 2 * BLOCK if quarter_channels else BLOCK
         self.inp = nn.Conv2d(packed + 1, channels, 3, padding=1)
-        self.mid = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(layers - 2))
+        if quarter_channels:
+            self.down = nn.Conv2d(channels, quarter_channels, 3, stride=2, padding=1)
+            self.quarter = nn.Conv2d(quarter_channels, quarter_channels, 3, padding=1)
+            self.up = nn.Conv2d(quarter_channels, 4 * channels, 1)
+        half_layers = layers - 2 - (1 if quarter_channels else 0)
+        self.mid = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(half_layers))
         self.out = nn.Conv2d(channels, packed, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -46,19 +60,26 @@ class PostFilterNet(nn.Module):
         packed = F.pixel_unshuffle(x - 0.5, BLOCK)
         plane = torch.ones_like(packed[:, :1]) * (strength.reshape(-1, 1, 1, 1) / STRENGTH_SCALE)
         h = F.leaky_relu(self.inp(torch.cat([packed, plane], 1)), 0.1)
+        if self.quarter_channels:
+            q = F.leaky_relu(self.down(h), 0.1)
+            q = F.leaky_relu(self.quarter(q), 0.1)
+            h = h + F.pixel_shuffle(self.up(q), 2)
         for conv in self.mid:
             h = F.leaky_relu(conv(h), 0.1)
         return x + F.pixel_shuffle(self.out(h), BLOCK)
 
-    @staticmethod
-    def receptive_radius(layers: int) -> int:
-        """Pixels beyond which an input change cannot reach an output pixel (tile margins)."""
-        return BLOCK * (layers + 1)
+    def receptive_radius(self) -> int:
+        """Pixels beyond which an input change cannot reach an output pixel (band margins): one
+        half-resolution pixel per half-resolution layer, four for the quarter-resolution branch
+        (its stride-2 and 3x3 convolutions and the depth-to-space alignment), plus the 2x2 block."""
+        half = (self.layers - 2 - (1 if self.quarter_channels else 0)) + 2 + (4 if self.quarter_channels else 0)
+        return BLOCK * half + BLOCK - 1
 
 
 def load_shipped_filter(path: Path) -> PostFilterNet:
     """The network of a shipped filter's weights file (tensors ``pf.*``; metadata ``postfilter_id`` and
-    ``config`` with ``channels`` and ``layers``), float32, in eval mode."""
+    ``config`` with ``channels``, ``layers`` and, for a quarter-resolution branch, ``quarter_channels``), float32,
+    in eval mode."""
     from safetensors import safe_open
 
     from vqz.errors import ModelError
@@ -69,6 +90,6 @@ def load_shipped_filter(path: Path) -> PostFilterNet:
             raise ModelError(f"{path} is not a post-filter weights file")
         state = {k[3:]: handle.get_tensor(k).to(torch.float32) for k in handle.keys() if k.startswith("pf.")}
     config = json.loads(metadata["config"])
-    net = PostFilterNet(config["channels"], config["layers"])
+    net = PostFilterNet(config["channels"], config["layers"], config.get("quarter_channels", 0))
     net.load_state_dict(state)
     return net.eval()

@@ -43,6 +43,7 @@ class PostFilterTrainConfig:
     model: str | None = None  # installed model id whose decoded images the filter learns from
     channels: int = 32
     layers: int = 4
+    quarter_channels: int = 0  # > 0: one layer is a quarter-resolution branch of this width (postfilter_net)
     steps: int = 6000
     batch: int = 16
     crop: int = 128
@@ -155,7 +156,8 @@ def heldout_gain(net, pairs: list[dict[str, np.ndarray]]) -> float:
             height, width = rgb.shape[:2]
             for decoded, step in zip(pair["decoded"], pair["steps"]):
                 x = torch.from_numpy(decoded).permute(2, 0, 1)[None].float() / 255
-                x = torch.nn.functional.pad(x, (0, width % 2, 0, height % 2), mode="replicate")
+                multiple = getattr(net, "multiple", 2)
+                x = torch.nn.functional.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")
                 y = net(x, torch.tensor([float(step)]))[0, :, :height, :width]
                 filtered = (y.clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
                 before = np.mean((decoded.astype(np.float64) - rgb) ** 2)
@@ -164,7 +166,8 @@ def heldout_gain(net, pairs: list[dict[str, np.ndarray]]) -> float:
     return float(np.mean(gains))
 
 
-def _batch(pairs: list[dict[str, np.ndarray]], batch: int, crop: int, rng: np.random.Generator):
+def _batch(pairs: list[dict[str, np.ndarray]], batch: int, crop: int, rng: np.random.Generator, multiple: int = 2):
+    """``batch`` random crops (even offsets; sides a multiple of ``multiple``, at most ``crop``)."""
     import torch
 
     xs, ys, strengths = [], [], []
@@ -172,14 +175,14 @@ def _batch(pairs: list[dict[str, np.ndarray]], batch: int, crop: int, rng: np.ra
         pair = pairs[rng.integers(len(pairs))]
         k = rng.integers(len(pair["steps"]))
         height, width = pair["rgb"].shape[:2]
-        size = min(crop, height // 2 * 2, width // 2 * 2)
+        size = min(crop, height // multiple * multiple, width // multiple * multiple) // multiple * multiple
         top = 2 * rng.integers((height - size) // 2 + 1)
         left = 2 * rng.integers((width - size) // 2 + 1)
         xs.append(pair["decoded"][k, top : top + size, left : left + size][:crop, :crop])
         ys.append(pair["rgb"][top : top + size, left : left + size][:crop, :crop])
         strengths.append(pair["steps"][k])
     if len({x.shape for x in xs}) > 1:  # an image smaller than the crop: use the smallest common size
-        side = min(min(x.shape[:2]) for x in xs) // 2 * 2
+        side = min(min(x.shape[:2]) for x in xs) // multiple * multiple
         xs, ys = [x[:side, :side] for x in xs], [y[:side, :side] for y in ys]
     to_tensor = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
     return to_tensor(xs), to_tensor(ys), torch.tensor(np.array(strengths, dtype=np.float32))
@@ -197,12 +200,14 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     if cfg.precision not in PRECISIONS:
         raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
-    net = PostFilterNet(cfg.channels, cfg.layers)
+    net = PostFilterNet(cfg.channels, cfg.layers, cfg.quarter_channels)
     if cfg.init_from:  # checked before any image is coded
         warm = load_shipped_filter(Path(cfg.init_from))
-        if (warm.channels, warm.layers) != (net.channels, net.layers):
-            raise VqzError(f"{cfg.init_from} is a post-filter of {warm.channels} channels and {warm.layers} layers; "
-                           f"this run trains {net.channels} channels and {net.layers} layers")
+        shape = lambda n: (n.channels, n.layers, n.quarter_channels)  # noqa: E731
+        if shape(warm) != shape(net):
+            raise VqzError(f"{cfg.init_from} is a post-filter of {warm.channels} channels and {warm.layers} layers "
+                           f"(quarter-resolution branch {warm.quarter_channels}); this run trains {net.channels} "
+                           f"channels and {net.layers} layers (quarter-resolution branch {net.quarter_channels})")
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -253,7 +258,7 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
                 lr *= (step + 1) / cfg.lr_warmup_steps
             for group in opt.param_groups:
                 group["lr"] = lr
-            x, y, strength = _batch(train, cfg.batch, cfg.crop, rng)
+            x, y, strength = _batch(train, cfg.batch, cfg.crop, rng, net.multiple)
             with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 filtered = net(x, strength)
             # each crop's squared error relative to its level's mean unfiltered error: the mean PSNR gain over

@@ -352,3 +352,72 @@ def test_a_warm_start_takes_a_shipped_filters_weights_and_refuses_another_shape(
     with pytest.raises(VqzError, match="16 channels"):  # refused before any image is coded
         train_postfilter(PostFilterTrainConfig(out=str(tmp_path / "run"), channels=16, init_from=str(small)))
     assert not (tmp_path / "run" / "pairs").exists()
+
+
+def test_a_quarter_resolution_branch_starts_as_the_identity_and_stays_within_its_radius():
+    torch = pytest.importorskip("torch")
+    from vqz.codec.postfilter_net import PostFilterNet
+
+    net = PostFilterNet(8, 4, quarter_channels=12)
+    assert net.multiple == 4 and len(net.mid) == 1
+    x = torch.rand(2, 3, 16, 20)
+    assert torch.equal(net(x, torch.tensor([8.0, 40.0])), x)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+        x = torch.rand(1, 3, 64, 64)
+        moved = x.clone()
+        moved[0, :, 33, 30] += 0.5  # one pixel: outputs beyond the radius must not move
+        diff = (net(moved, torch.tensor([20.0])) - net(x, torch.tensor([20.0]))).abs().amax((0, 1))
+    rows, cols = torch.nonzero(diff > 0, as_tuple=True)
+    radius = net.receptive_radius()
+    assert rows.numel() and (rows - 33).abs().max() <= radius and (cols - 30).abs().max() <= radius
+    assert (rows - 33).abs().max() > PostFilterNet(8, 4).receptive_radius()  # it does see further
+
+
+def test_a_quarter_resolution_filter_exports_and_runs_in_bands(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import json
+
+    from safetensors.torch import save_file
+
+    from vqz.codec.export import export_postfilter
+    from vqz.codec.postfilter_net import PostFilterNet, load_shipped_filter
+
+    torch.manual_seed(1)
+    net = PostFilterNet(8, 4, quarter_channels=12)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    checkpoint = tmp_path / "postfilter.safetensors"
+    save_file({f"net.{k}": v.contiguous() for k, v in net.state_dict().items()}, str(checkpoint),
+              metadata={"config": json.dumps({"channels": 8, "layers": 4, "quarter_channels": 12})})
+    weights, _ = export_postfilter(checkpoint, tmp_path / "pf-quarter.safetensors", "pf-quarter")
+    assert load_shipped_filter(weights).quarter_channels == 12
+    pf = P.PostFilter(weights)
+    assert pf.multiple == 4
+    rgb = _photo(75, 61)  # sides that are not multiples of 4: padded and cropped back
+    x = torch.nn.functional.pad(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, (0, 3, 0, 1), mode="replicate")
+    with torch.no_grad():
+        expected = (net(x, torch.tensor([20.0]))[0, :, :75, :61].clamp(0, 1) * 255).round().permute(1, 2, 0).byte().numpy()
+    monkeypatch.setattr(P, "BAND_PIXELS", 10 ** 9)
+    whole = pf.apply(rgb, 20.0)
+    assert np.abs(whole.astype(int) - expected.astype(int)).max() <= 1
+    monkeypatch.setattr(P, "BAND_PIXELS", 18 * 61)  # bands of 16 rows (a multiple of 4) with 16-row margins
+    monkeypatch.setattr(P, "MIN_BAND_ROWS", 2)
+    assert np.array_equal(pf.apply(rgb, 20.0), whole)
+
+
+def test_a_quarter_resolution_run_crops_multiples_of_four_and_refuses_a_plain_warm_start(tmp_path):
+    pytest.importorskip("torch")
+    from vqz.codec.train_postfilter import PostFilterTrainConfig, _batch, train_postfilter
+    from vqz.errors import VqzError
+
+    pair = {"rgb": _photo(30, 42), "decoded": _photo(30, 42)[None], "steps": np.array([20.0], np.float32)}
+    x, y, strength = _batch([pair], 3, 128, np.random.default_rng(0), multiple=4)
+    assert x.shape == y.shape == (3, 3, 28, 28) and strength.tolist() == [20.0] * 3
+    with pytest.raises(VqzError, match="quarter-resolution branch 96"):  # refused before any image is coded
+        train_postfilter(PostFilterTrainConfig(out=str(tmp_path / "run"), channels=48, quarter_channels=96,
+                                               init_from=str(P.default_postfilter().path)))
+    assert not (tmp_path / "run" / "pairs").exists()
