@@ -34,7 +34,7 @@ import numpy as np
 from vqz.bitstream.container import PostFilterRef
 from vqz.errors import ModelError
 
-__all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "STAGE_POSTFILTER_ID", "PostFilter", "PostFilterRef", "choose_postfilter",
+__all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "STAGE_POSTFILTER_ID", "PostFilter", "PostFilterRef", "choose_postfilter", "input_multiple",
            "default_postfilter", "installed_postfilters", "postfilter_for_ref", "stage_postfilter"]
 
 #: The filter the encoder offers on residual levels. On the held-out photos the 48-channel vqz-pf4 gains
@@ -71,7 +71,7 @@ class PostFilter:
         config = json.loads(metadata.get("config", "{}"))
         self.stage_levels = bool(config.get("stage_levels", False))
         #: band sides are padded to a multiple of this (4 with a quarter-resolution branch)
-        self.multiple = 4 if config.get("quarter_channels", 0) else 2
+        self.multiple = input_multiple(config.get("quarter_channels", 0))
         self.filter_hash = bytes.fromhex(digest[:16])
         # without ONNX Runtime's arena, which would keep the filter's peak on top of the transforms' (8K
         # encode at q6 peaked at 2.09 GiB with it), at no measurable cost in speed for this small graph
@@ -111,6 +111,12 @@ class PostFilter:
             gain += int(np.square(decoded[r0:r1].astype(np.int32) - ref).sum(dtype=np.int64))
             gain -= int(np.square(rows.astype(np.int32) - ref).sum(dtype=np.int64))
         return gain
+
+
+def input_multiple(quarter_channels: int) -> int:
+    """What a filter's input height and width must be multiples of: 2 (its 2x2 blocks), 4 with a
+    quarter-resolution branch of ``quarter_channels`` > 0 (its stride-2 convolution on the blocks)."""
+    return 4 if quarter_channels else 2
 
 
 def band_rows(width: int) -> int:

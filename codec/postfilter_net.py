@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqz.codec.postfilter import input_multiple
+
 #: ``strength`` is divided by this before it enters the network as a constant input plane.
 STRENGTH_SCALE = 64.0
 #: Pixels per side of the space-to-depth blocks.
@@ -44,7 +46,7 @@ class PostFilterNet(nn.Module):
         packed = 3 * BLOCK * BLOCK
         self.channels, self.layers, self.quarter_channels = channels, layers, quarter_channels
         #: H and W of an input must be multiples of this
-        self.multiple = 2 * BLOCK if quarter_channels else BLOCK
+        self.multiple = input_multiple(quarter_channels)
         self.inp = nn.Conv2d(packed + 1, channels, 3, padding=1)
         if quarter_channels:
             self.down = nn.Conv2d(channels, quarter_channels, 3, stride=2, padding=1)
@@ -72,7 +74,7 @@ class PostFilterNet(nn.Module):
         """Pixels beyond which an input change cannot reach an output pixel (band margins): one
         half-resolution pixel per half-resolution layer, four for the quarter-resolution branch
         (its stride-2 and 3x3 convolutions and the depth-to-space alignment), plus the 2x2 block."""
-        half = (self.layers - 2 - (1 if self.quarter_channels else 0)) + 2 + (4 if self.quarter_channels else 0)
+        half = len(self.mid) + 2 + (4 if self.quarter_channels else 0)
         return BLOCK * half + BLOCK - 1
 
 

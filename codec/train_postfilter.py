@@ -156,8 +156,7 @@ def heldout_gain(net, pairs: list[dict[str, np.ndarray]]) -> float:
             height, width = rgb.shape[:2]
             for decoded, step in zip(pair["decoded"], pair["steps"]):
                 x = torch.from_numpy(decoded).permute(2, 0, 1)[None].float() / 255
-                multiple = getattr(net, "multiple", 2)
-                x = torch.nn.functional.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")
+                x = torch.nn.functional.pad(x, (0, -width % net.multiple, 0, -height % net.multiple), mode="replicate")
                 y = net(x, torch.tensor([float(step)]))[0, :, :height, :width]
                 filtered = (y.clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
                 before = np.mean((decoded.astype(np.float64) - rgb) ** 2)
