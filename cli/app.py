@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator, MutableMapping
 
+import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -29,6 +30,7 @@ COMMANDS = {
     "export-model": ("vqz.cli.train", "export_model"),
     "train-postfilter": ("vqz.cli.train", "train_postfilter"),
     "export-postfilter": ("vqz.cli.train", "export_postfilter"),
+    "train-realism": ("vqz.cli.train", "train_realism"),
     # the benchmark suite's commands, listed when the suite imports
     "bench": ("vqz.benchmarks.cli", "bench"),
     "bench-speed": ("vqz.benchmarks.cli", "bench_speed"),
@@ -133,10 +135,26 @@ def _group() -> None:
     pass
 
 
+#: the click exceptions typer raises (typer >= 0.29 vendors click as ``typer._click``)
+_CLICK = getattr(getattr(typer, "_click", None), "exceptions", click.exceptions)
+
+
 def main() -> None:
-    """Console-script entry point: never lets a traceback reach the user."""
+    """Console-script entry point: never lets a traceback reach the user; a usage error is one line on
+    stderr (``vqz CMD: usage error: ...``) and exit status 2."""
     try:
-        app()
+        status = app(standalone_mode=False)
+    except _CLICK.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `vqz` alone: the help, as a usage error
+            print(exc.ctx.get_help())
+            sys.exit(2)
+        command = exc.ctx.command_path if exc.ctx is not None else "vqz"
+        message = " ".join(exc.format_message().split())
+        print(f"{command}: usage error: {message} (see `{command} -h`)", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("vqz: interrupted", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print("vqz: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -149,3 +167,4 @@ def main() -> None:
     except Exception as exc:  # last line of defence: one line, exit 1
         print(f"vqz: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

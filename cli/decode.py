@@ -32,21 +32,26 @@ class DecodeTask:
     source: Union[Path, bytes]  # a path, or the bytes read from stdin
     stages: Optional[int]
     format_name: str  # a Pillow format name, e.g. "PNG"
+    realism: float = 0.0
 
 
 def decode_one(task: DecodeTask) -> tuple[bytes, tuple[str, ...]]:
     """Decode one file to the bytes of an image file carrying the file's EXIF, XMP and ICC
     profile, and the warnings to report (runs in a worker when --workers > 1)."""
-    from vqz.api import decode_array
+    from vqz.api import decode_array, realism_applies
     from vqz.codec.image import encode_image_bytes
     from vqz.codec.metadata import read_metadata
 
     data = task.source if isinstance(task.source, bytes) else read_input(task.source)
-    pixels = decode_array(data, task.stages)
+    pixels = decode_array(data, task.stages, task.realism)
+    notes = []
+    if task.realism > 0 and not realism_applies(data, task.stages):
+        notes.append("decoded at realism 0: realism applies to stage-only levels (1-4) of a model with a "
+                     "realistic synthesis (`vqz models` lists them)")
     with warnings.catch_warnings(record=True) as caught:  # e.g. BMP cannot carry the ICC profile
         warnings.simplefilter("always")
         image_bytes = encode_image_bytes(pixels, task.format_name, read_metadata(data))
-    return image_bytes, tuple(dict.fromkeys(str(w.message) for w in caught))
+    return image_bytes, tuple(dict.fromkeys([*notes, *(str(w.message) for w in caught)]))
 
 
 def decode(
@@ -63,10 +68,15 @@ def decode(
                                 "quality N (coarser, from the same file).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Decode this many files in parallel processes.")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    realism: Annotated[float, typer.Option(
+        "--realism", "-r", min=0.0, max=1.0, help="0 (default): the faithful decoder; 1: the realistic one (real texture "
+        "instead of blur, lower PSNR); between: a mix. Changes levels 1-4 of models with a realistic synthesis.")] = 0.0,
 ) -> None:
     """Decode .vqz files to images (img.vqz -> img.png).
 
     Example: vqz decode photo.vqz -o photo.png
+
+    Example: vqz decode photo.vqz --realism 1 -o photo.png
 
     Example: vqz decode photo.vqz --stages 2 -o preview.png
 
@@ -96,7 +106,7 @@ def decode(
             failed += 1
             continue
         runnable.append(job)
-        tasks.append(DecodeTask(source, stages, format_name))
+        tasks.append(DecodeTask(source, stages, format_name, realism))
 
     def finish(index: int, result: tuple[bytes, tuple[str, ...]]) -> None:
         image_bytes, notes = result

@@ -13,7 +13,8 @@ from vqz.cli.report import error
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list of objects.")] = False,
 ) -> None:
-    """List the installed models: id, weights hash, quality levels, size in bytes, path; then the post-filters.
+    """List the installed models: id, weights hash, quality levels, size in bytes, path; then the post-filters
+    and the realistic syntheses (`vqz decode --realism`).
 
     The default model and the post-filters the encoder uses are marked with *. Folders listed in VQZ_MODEL_PATH are searched before
     the bundled weights; pass an id or a path to vqz encode --model.
@@ -58,5 +59,10 @@ def models(
             mark = "*" if role else " "
             typer.echo(f"{mark} post-filter {pf.filter_id}  {pf.filter_hash.hex()}  {pf.path}"
                        + (f"  (encoder: {role})" if role else ""))
+        from vqz.codec.realism import installed_realistic
+
+        for real in installed_realistic():  # what `vqz decode --realism R` runs for the model it names
+            typer.echo(f"  realistic synthesis {real.realism_id}  for {real.base_model_id} "
+                       f"({real.base_model_hash.hex()})  {real.path}")
     if failed:
         raise typer.Exit(1)

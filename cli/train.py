@@ -234,3 +234,39 @@ def export_postfilter(
     except (VqzError, OSError, KeyError, RuntimeError) as exc:
         error(source, f"cannot export a post-filter from it ({exc})")
         raise typer.Exit(1)
+
+
+def train_realism(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML options of the run (see configs/realism.toml); defaults otherwise.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run folder (checkpoint, log.csv, config.json; coded images unless `cache` is set).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Override the number of steps (the cosine decay spans them).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Override the torch threads (default 1: one core trains, the other works).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
+) -> None:
+    """Train a realistic synthesis (adversarial fine-tune on the installed model's frozen codes, CPU).
+
+    Then ship it with `vqz export-realism RUN/realism.safetensors -o codec/weights/ID.safetensors`.
+
+    Example: vqz train-realism configs/realism.toml --out runs/real1   (later: the same with --resume)
+    """
+    require("train")
+    from vqz.training.realism import RealismTrainConfig
+    from vqz.training.realism import train_realism as run
+
+    values: dict = {}
+    if config is not None:
+        try:
+            values = tomllib.loads(config.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="CONFIG")
+    values |= {k: v for k, v in (("out", out), ("steps", steps), ("threads", threads)) if v is not None}
+    try:
+        cfg = RealismTrainConfig.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG")
+    try:
+        checkpoint = run(cfg, resume=resume, log=typer.echo)
+    except (VqzError, OSError, ValueError) as exc:
+        error(Path(cfg.out), str(exc))
+        raise typer.Exit(1)
+    typer.echo(f"checkpoint: {checkpoint}")

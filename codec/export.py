@@ -247,3 +247,36 @@ def export_postfilter_graph(weights_path: Path) -> Path:
     sha = hashlib.sha256(weights_path.read_bytes()).hexdigest()
     info = {"sha256": sha, "model_id": metadata["postfilter_id"], "config": metadata["config"]}
     return write_graph(graph, "postfilter", weights_path, tensors, info)
+
+
+def export_realism(checkpoint: Path, weights_path: Path, realism_id: str, model: str | None = None) -> list[Path]:
+    """Ship a realistic synthesis training checkpoint (:mod:`vqz.training.realism`): its ``g_s`` as
+    ``weights_path`` (safetensors, tensors ``g_s.*`` in float32; metadata ``realism_id``, ``base_model_id``,
+    ``base_model_hash`` and ``config``) and the synthesis graph beside it (``<stem>.synthesis.onnx``)."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from vqz.codec.model import model_from_tensors
+    from vqz.codec.registry import load_model
+
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        train_config = json.loads((handle.metadata() or {}).get("config", "{}"))
+        state = {k[4:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("g_s.") and ".opt." not in k}
+    if not state:
+        raise ModelError(f"{checkpoint} is not a realistic synthesis training checkpoint")
+    base = load_model(model if model is not None else train_config.get("model"))
+    tensors = {f"g_s.{k}": v.detach().float().numpy().copy() for k, v in state.items()}
+    missing = {k for k in base.tensors if k.startswith("g_s.")} ^ set(tensors)
+    if missing:
+        raise ModelError(f"{checkpoint} does not match model {base.model_id}'s synthesis ({sorted(missing)[:3]})")
+    weights_path = Path(weights_path)
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    config = base.config.to_json()
+    save_file(tensors, str(tmp), metadata={"realism_id": realism_id, "base_model_id": base.model_id,
+                                           "base_model_hash": base.weights_hash.hex(), "config": config})
+    tmp.chmod(0o644)
+    tmp.replace(weights_path)
+    network = {k: v for k, v in base.tensors.items() if not k.startswith("entropy.")} | tensors
+    net = model_from_tensors(base.config, network)
+    info = {"sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(), "model_id": realism_id, "config": config}
+    return [weights_path, export_graph(net, "synthesis", weights_path, tensors, info)]

@@ -31,10 +31,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from vqz.bitstream import Header, PostFilterRef, decode_alpha, encode_alpha, pack, unpack_file
-from vqz.codec.engine import CODING_THREADS
+from vqz.codec.engine import CODING_THREADS, Transform
 from vqz.codec.levels import (PURE_LEVELS, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan,
                               level_plan, level_plans, stage_strength)
 from vqz.codec.padding import compute_padding, pad_rgb
+from vqz.codec.realism import applies, blend_postfilter, realistic_for
 from vqz.codec.stage_context import PrefixLatent, mask_cells, prefix_activity
 from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
 from vqz.codec.vq import dequantize, quantize
@@ -91,17 +92,20 @@ def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int, eff
     return quantize_latent(weights, encode_latent(weights, rgb), num_stages, effort)
 
 
-def synthesize(weights: LoadedWeights, indices: np.ndarray) -> np.ndarray:
-    """(S', grid_h, grid_w) indices -> the padded image (H', W', 3) uint8 (tiled when large)."""
+def synthesize(weights: LoadedWeights, indices: np.ndarray, synthesis: Transform | None = None) -> np.ndarray:
+    """(S', grid_h, grid_w) indices -> the padded image (H', W', 3) uint8 (tiled when large), by the
+    model's synthesis or by ``synthesis`` (a realistic one of the same model, :mod:`vqz.codec.realism`)."""
     latent = np.ascontiguousarray(dequantize(indices, weights.codebooks).transpose(2, 0, 1)[None])
-    return synthesis_uint8(weights.synthesis, latent, weights.config.downsampling, margin=tile_margin(weights.config))
+    return synthesis_uint8(synthesis or weights.synthesis, latent, weights.config.downsampling,
+                           margin=tile_margin(weights.config))
 
 
-def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int,
+           synthesis: Transform | None = None) -> np.ndarray:
     """(S', grid_h, grid_w) indices (``UNCODED`` where a part-way stage codes nothing) -> the
     (height, width, 3) uint8 image: :func:`synthesize`, the padding cropped off. What the decoder
     shows for those indices (the encoder uses it to compare candidate files without decoding them)."""
-    padded = synthesize(weights, indices)  # (H', W', 3)
+    padded = synthesize(weights, indices, synthesis)  # (H', W', 3)
     (left, _, top, _), _ = compute_padding(height, width, min_div=weights.config.downsampling)
     return np.ascontiguousarray(padded[top : top + height, left : left + width])
 
@@ -266,16 +270,20 @@ def stage_activities(weights: LoadedWeights, indices: np.ndarray) -> Iterator[np
 
 
 def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> np.ndarray:
+                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS, realism: float = 0.0) -> np.ndarray:
     """``.vqz`` bytes -> (H, W, 3) uint8 RGB (optionally from only the first ``stages`` stages)."""
-    return decode_image(weights, data, stages, max_pixels)[0]
+    return decode_image(weights, data, stages, max_pixels, realism)[0]
 
 
 def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS) -> tuple[np.ndarray, np.ndarray | None]:
+                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
+                 realism: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
     """``.vqz`` bytes -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None).
 
-    Files declaring more than ``max_pixels`` pixels are refused before any decoding.
+    Files declaring more than ``max_pixels`` pixels are refused before any decoding. ``realism``
+    (in [0, 1], from :func:`vqz.codec.realism.check_realism`): 0 is the model's own decoder; above,
+    the model's realistic synthesis where one is installed and the file has no residual layer in use
+    (:mod:`vqz.codec.realism`); otherwise it is ignored (:func:`realism_used` says which).
     """
     parsed = unpack_file(data)
     header, payloads = parsed.header, parsed.payloads
@@ -284,16 +292,27 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
     if header.model_id != weights.model_id or header.model_hash != weights.weights_hash:
         raise FormatError(f"file was made by model {header.model_id} ({header.model_hash.hex()}), not {weights.model_id}")
     indices = decode_indices(weights, header, payloads, stages)
-    rgb = render(weights, indices, header.height, header.width)
     whole = indices.shape[0] == len(payloads)  # fewer stages: the residual layer and the post-filter do not apply
+    realism = realism_used(weights, parsed.residual is not None and whole, realism)
+    synthesis = realistic_for(weights).synthesis(weights, realism) if realism else None
+    rgb = render(weights, indices, header.height, header.width, synthesis)
     if parsed.residual is not None and whole:
         rgb = _add_residual(weights, header, parsed.residual, indices, rgb)
-    if header.postfilter is not None and whole:
+    if header.postfilter is not None and whole and realism < 1.0:
         from vqz.codec.postfilter import postfilter_for_ref
 
-        rgb = postfilter_for_ref(header.postfilter).apply(rgb, header.postfilter.strength)
+        filtered = postfilter_for_ref(header.postfilter).apply(rgb, header.postfilter.strength)
+        rgb = blend_postfilter(rgb, filtered, realism)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
     return rgb, alpha
+
+
+def realism_used(weights: LoadedWeights, has_residual: bool, realism: float) -> float:
+    """The realism a decode runs at: ``realism`` where it applies (no residual layer added,
+    :func:`vqz.codec.realism.applies`) and ``weights`` has an installed realistic synthesis, else 0."""
+    if realism <= 0.0 or not applies(has_residual) or realistic_for(weights) is None:
+        return 0.0
+    return realism
 
 
 def _add_residual(weights: LoadedWeights, header: Header, payload: bytes, indices: np.ndarray, base: np.ndarray) -> np.ndarray:

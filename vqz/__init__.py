@@ -25,6 +25,7 @@ _API = {
     "read_info",
     "load_model",
     "quality_levels",
+    "realism_applies",
     "VqzInfo",
     "DEFAULT_QUALITY",
 }

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 from PIL import Image
 
-from vqz.bitstream import unpack
+from vqz.bitstream import unpack, unpack_file
 from vqz.codec import metadata as _metadata
 from vqz.codec.image import DEFAULT_MAX_PIXELS, ImageInput, read_image
 from vqz.fileinfo import MAX_FILE_BYTES, VqzInfo, VqzInput, pillow_info, read_info
@@ -148,34 +148,55 @@ def encode(
                         effort=effort).data
 
 
-def decode_array(data: VqzInput, stages: int | None = None) -> np.ndarray:
+def decode_array(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> np.ndarray:
     """A ``.vqz`` file (bytes or path) -> (H, W, 3) uint8 RGB array, or (H, W, 4) RGBA when
     the file carries an alpha plane.
 
     ``stages`` decodes only the first N stages: the image the encoder would have made at
     quality N (a coarser, progressive preview of the same file). The model that wrote the
     file (same id and weights hash) must be installed, else ``ModelError``.
+
+    ``realism`` in [0, 1] picks the decoder: 0 (default) the faithful one, 1 the model's realistic
+    synthesis (trained adversarially: real texture instead of blur, a lower PSNR), values between
+    mix them. It changes stage-only files (levels 1-4) and ``stages`` previews; a residual level
+    decodes faithfully, and so does a model without a realistic synthesis (:func:`realism_applies`).
     """
     if stages is not None and stages < 1:
         raise ValueError(f"stages must be at least 1, got {stages}")
     from vqz.codec.pipeline import decode_image
+    from vqz.codec.realism import check_realism
     from vqz.codec.registry import model_for_file
 
+    realism = check_realism(realism)
     raw = _read_vqz(data)
     header, _ = unpack(raw)
-    rgb, alpha = decode_image(model_for_file(header.model_id, header.model_hash), raw, stages)
+    rgb, alpha = decode_image(model_for_file(header.model_id, header.model_hash), raw, stages, realism=realism)
     return rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
 
 
-def decode(data: VqzInput, stages: int | None = None) -> Image.Image:
-    """A ``.vqz`` file (bytes or path) -> an RGB (or RGBA) PIL image; ``stages`` as in :func:`decode_array`.
+def decode(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> Image.Image:
+    """A ``.vqz`` file (bytes or path) -> an RGB (or RGBA) PIL image; ``stages`` and ``realism`` as in
+    :func:`decode_array`.
 
     The file's metadata is in ``image.info`` as Pillow's readers put it: ``"exif"`` (with the
     ``Exif\\0\\0`` prefix, as from a JPEG), ``"xmp"`` (bytes) and ``"icc_profile"``; so
     ``image.save("x.jpg", exif=image.info["exif"], ...)`` works for every Pillow format.
     """
     raw = _read_vqz(data)
-    pixels = decode_array(raw, stages)
+    pixels = decode_array(raw, stages, realism)
     image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
     image.info.update(pillow_info(_metadata.read_metadata(raw)))
     return image
+
+
+def realism_applies(data: VqzInput, stages: int | None = None) -> bool:
+    """Whether ``realism`` above 0 changes how this file decodes (with ``stages``): its model has an installed
+    realistic synthesis and the decode adds no residual layer."""
+    from vqz.codec.pipeline import realism_used
+    from vqz.codec.registry import model_for_file
+
+    parsed = unpack_file(_read_vqz(data))
+    header = parsed.header
+    whole = stages is None or stages >= len(parsed.payloads)
+    return realism_used(model_for_file(header.model_id, header.model_hash),
+                        parsed.residual is not None and whole, 1.0) > 0

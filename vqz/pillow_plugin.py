@@ -11,7 +11,10 @@ see docs/FORMAT.md) with :func:`vqz.bitstream.unpack`, so ``Image.open`` is chea
 neither torch nor the model; ``load()`` decodes with the model that wrote the file.
 ``im.info`` holds ``quality``, ``stages`` and ``model_id`` from the header, and the file's
 metadata as Pillow's own formats put it: ``exif`` (with the ``Exif\\0\\0`` prefix, as from
-a JPEG), ``xmp`` (bytes) and ``icc_profile``.
+a JPEG), ``xmp`` (bytes) and ``icc_profile``. The decoder's realism (as ``vqz.decode(...,
+realism=)``) is the image's ``realism`` attribute, set before ``load()``:
+``im = Image.open("x.vqz"); im.realism = 1.0; im.load()``; a value outside [0, 1] raises
+``ValueError`` from ``load()``.
 
 Saving takes ``quality`` (1 .. the model's number of stages, default
 ``vqz.DEFAULT_QUALITY``) or one of ``target_size`` (bytes) / ``target_bpp`` / ``target_psnr``
@@ -86,8 +89,18 @@ class VqzImageFile(ImageFile.ImageFile):
         from vqz.fileinfo import pillow_info
 
         self.info.update(pillow_info(Metadata(parsed.exif, parsed.xmp, parsed.icc)))
-        tile = ("vqz", (0, 0, *self._size), 0, ())
+        #: the decoder's realism in [0, 1] (``vqz.decode(..., realism=)``); set it before ``load()``
+        self.realism = 0.0
+        self._set_tile()
+
+    def _set_tile(self) -> None:
+        tile = ("vqz", (0, 0, *self._size), 0, (self.realism,))
         self.tile = [_Tile(*tile) if _Tile is not None else tile]
+
+    def load(self):
+        if self.tile:  # not yet decoded: the realism asked for now
+            self._set_tile()
+        return super().load()
 
 
 class VqzDecoder(ImageFile.PyDecoder):
@@ -99,8 +112,9 @@ class VqzDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         from vqz.api import decode_array
 
+        realism = self.args[0] if self.args else 0.0
         try:
-            pixels = decode_array(_read_all(self.fd))
+            pixels = decode_array(_read_all(self.fd), realism=realism)
         except VqzError as exc:
             raise OSError(f"cannot decode .vqz file: {exc}") from exc
         self.set_as_raw(pixels.tobytes(), "RGBA" if pixels.shape[2] == 4 else "RGB")

@@ -1,0 +1,162 @@
+"""The realism knob: R = 0 is the faithful decoder byte for byte, R > 0 the realistic synthesis of
+the same files (network interpolation), a residual level and a model without one decode at R = 0."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import DATA, photo_crop
+
+import vqz
+from vqz.codec import realism as realism_module
+from vqz.codec.realism import blend_postfilter, check_realism
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory, model):
+    """A realistic synthesis of the default model (its g_s perturbed), exported to a folder on VQZ_MODEL_PATH."""
+    from vqz.codec.export import export_realism
+    from vqz.training.loop import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("realistic")
+    perturbed = copy.deepcopy(model.model.g_s)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for p in perturbed.parameters():
+            p.add_(0.02 * p.std() * torch.randn_like(p))
+    checkpoint = folder / "realism.safetensors"
+    save_checkpoint(checkpoint, {"g_s": (perturbed, None)}, 1, {"model": None})
+    paths = export_realism(checkpoint, folder / "test-real.safetensors", "test-real")
+    checkpoint.unlink()
+    return paths[0]
+
+
+@pytest.fixture
+def with_realistic(realistic, monkeypatch):
+    monkeypatch.setenv("VQZ_MODEL_PATH", str(realistic.parent))
+    realism_module._installed.cache_clear()
+    yield realistic
+    realism_module._installed.cache_clear()
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), float("inf")])
+def test_a_realism_outside_zero_to_one_is_refused(value):
+    with pytest.raises(ValueError):
+        check_realism(value)
+
+
+@pytest.mark.parametrize("value", ["1", None, True])
+def test_a_realism_that_is_not_a_number_is_refused(value):
+    with pytest.raises(TypeError):
+        check_realism(value)
+
+
+def test_realism_is_rounded_to_its_step():
+    assert check_realism(0.12345) == 0.123 and check_realism(1) == 1.0 and check_realism(0) == 0.0
+
+
+def test_zero_is_the_faithful_decoder_byte_for_byte(with_realistic):
+    for name in ("golden-postfilter-stages-vqz-pf4-vqz-rvq16b-f8-q3", "golden-postfilter-vqz-pf4-vqz-rvq16b-f8-q8"):
+        data = (DATA / f"{name}.vqz").read_bytes()
+        expected = np.asarray(Image.open(DATA / f"{name}-decoded.png").convert("RGB"))
+        assert np.array_equal(vqz.decode_array(data, realism=0.0), expected)
+
+
+def test_realism_changes_a_stage_only_file_and_mixes_between(with_realistic):
+    data = vqz.encode(photo_crop(), quality=2)
+    r0, half, r1 = (vqz.decode_array(data, realism=r).astype(int) for r in (0.0, 0.5, 1.0))
+    assert vqz.realism_applies(data)
+    assert not np.array_equal(r0, r1) and not np.array_equal(half, r1) and not np.array_equal(half, r0)
+    # halfway weights give an image between the two ends (network interpolation is close to linear here)
+    assert np.abs(half - (r0 + r1) / 2).mean() < np.abs(r1 - r0).mean() / 2
+
+
+def test_full_realism_runs_the_realistic_weights_without_the_filter(with_realistic, model):
+    from vqz.bitstream import unpack_file
+    from vqz.codec.pipeline import decode_indices, render
+
+    data = vqz.encode(photo_crop(), quality=3)
+    parsed = unpack_file(data)
+    real = realism_module.realistic_for(model)
+    indices = decode_indices(model, parsed.header, parsed.payloads)
+    expected = render(model, indices, parsed.header.height, parsed.header.width, real.synthesis(model, 1.0))
+    assert np.array_equal(vqz.decode_array(data, realism=1.0), expected)
+
+
+def test_a_residual_level_decodes_faithfully_at_any_realism(with_realistic):
+    data = vqz.encode(photo_crop(), quality=8)
+    assert not vqz.realism_applies(data)
+    assert np.array_equal(vqz.decode_array(data, realism=1.0), vqz.decode_array(data))
+    # its --stages preview has no residual layer: realism applies there
+    assert vqz.realism_applies(data, stages=2)
+    assert not np.array_equal(vqz.decode_array(data, stages=2, realism=1.0), vqz.decode_array(data, stages=2))
+
+
+def test_a_model_without_a_realistic_synthesis_decodes_faithfully(monkeypatch, tmp_path):
+    monkeypatch.setenv("VQZ_MODEL_PATH", str(tmp_path))
+    realism_module._installed.cache_clear()
+    try:
+        data = vqz.encode(photo_crop(), quality=2, model="vqz-rvq16-f8")
+        assert not vqz.realism_applies(data)
+        assert np.array_equal(vqz.decode_array(data, realism=1.0), vqz.decode_array(data))
+    finally:
+        realism_module._installed.cache_clear()
+
+
+def test_the_post_filter_blends_at_one_minus_realism():
+    a = np.zeros((2, 2, 3), np.uint8)
+    b = np.full((2, 2, 3), 100, np.uint8)
+    assert np.array_equal(blend_postfilter(a, b, 0.0), b) and np.array_equal(blend_postfilter(a, b, 1.0), a)
+    assert np.all(blend_postfilter(a, b, 0.25) == 75)
+
+
+def test_the_cli_decodes_at_a_realism_and_notes_where_it_does_not_apply(with_realistic, tmp_path):
+    from vqz.cli.app import app
+
+    low, high = tmp_path / "low.vqz", tmp_path / "high.vqz"
+    low.write_bytes(vqz.encode(photo_crop(), quality=1))
+    high.write_bytes(vqz.encode(photo_crop(), quality=8))
+    runner = CliRunner()
+    result = runner.invoke(app, ["decode", str(low), str(high), "-o", str(tmp_path), "--realism", "1"])
+    assert result.exit_code == 0, result.output
+    assert "realism 0" in result.output and "high.vqz" in result.output and "low.vqz" not in result.output
+    decoded = np.asarray(Image.open(tmp_path / "low.png"))
+    assert np.array_equal(decoded, vqz.decode_array(low.read_bytes(), realism=1.0))
+
+
+@pytest.mark.parametrize("value", ["2", "-1", "abc"])
+def test_the_cli_refuses_a_bad_realism_in_one_line(tmp_path, value, capfd):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "vqz", "decode", str(tmp_path / "x.vqz"), "--realism", value],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "--realism" in result.stderr
+
+
+def test_the_pillow_plugin_takes_a_realism(with_realistic):
+    data = vqz.encode(photo_crop(), quality=2)
+    with Image.open(io.BytesIO(data)) as image:
+        image.realism = 1.0
+        image.load()
+        assert np.array_equal(np.asarray(image), vqz.decode_array(data, realism=1.0))
+    with Image.open(io.BytesIO(data)) as image:
+        image.realism = 3.0
+        with pytest.raises(ValueError):
+            image.load()
+
+
+def test_models_lists_the_realistic_synthesis(with_realistic):
+    from vqz.cli.app import app
+
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0 and "test-real" in result.output

@@ -1,0 +1,319 @@
+"""Train a realistic synthesis for an installed model: the decoder half of VQGAN, on frozen codes.
+
+The analysis transform, the codebooks and the entropy tables stay exactly as they are; only a copy
+of the synthesis transform ``g_s`` is fine-tuned, so every ``.vqz`` file of the model decodes with
+either synthesis (:mod:`vqz.codec.realism` at run time).
+
+Data: each training photo (the model's training split; the held-out split by the same name hash,
+``validation_fraction``, is kept for validation) is cut to multiples of 8 pixels and at most
+``max_pixels``, and coded once by the installed model (ONNX runtime, greedy quantizer) to
+``PURE_LEVELS`` stages; pixels and index planes are cached in ``<out>/codes`` (derivable). A training
+sample is an aligned ``crop`` x ``crop`` crop and its index planes, decoded from a random number of
+stages k in 1..PURE_LEVELS (the stage-only levels, where no residual layer adds detail).
+
+Losses: the generator minimises ``L1 + w * (hinge_G + fm_weight * FM)`` where FM is the L1 distance
+between the discriminator's hidden activations on the decoded and the original crop, and ``w`` is
+VQGAN's adaptive weight (the ratio of the two terms' gradient norms at the last layer, times
+``adv_weight``); the discriminator (:mod:`vqz.training.discriminator`, conditioned on the k-stage
+latent) minimises the hinge loss. The discriminator trains alone for ``d_warmup`` steps first.
+bf16 autocast where the CPU runs it natively; the losses are float32.
+
+Validation (``<out>/log.csv`` every ``validate_every`` steps): on centre crops of held-out photos,
+for k = 1..4, PSNR and fine-detail energy ratio (:func:`vqz.benchmarks.metrics.detail_ratio`) of the
+realistic synthesis (R = 1) and of the weight interpolation halfway (R = 0.5), on 8-bit output.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vqz.training.loop import CsvLog, cosine_lr, load_checkpoint, save_checkpoint
+from vqz.training.discriminator import PatchDiscriminator
+
+__all__ = ["RealismTrainConfig", "cache_codes", "train_realism"]
+
+
+@dataclass
+class RealismTrainConfig:
+    data: str = "../shared/data/train"
+    out: str = "runs/realism"
+    model: str | None = None  # installed model id (default: the default model)
+    steps: int = 8000
+    batch: int = 4
+    crop: int = 128  # pixels, a multiple of 8
+    lr_g: float = 5e-5
+    lr_d: float = 2e-4
+    adv_weight: float = 0.8  # times VQGAN's adaptive weight
+    fm_weight: float = 1.0
+    d_warmup: int = 300  # steps of discriminator-only training before the generator moves
+    d_channels: int = 32
+    images: int = 100000  # training images to code (all of the split by default)
+    heldout_images: int = 8
+    heldout_crop: int = 256
+    max_pixels: int = 600_000
+    validation_fraction: float = 0.05
+    checkpoint_every: int = 250
+    validate_every: int = 500
+    threads: int = 1
+    seed: int = 0
+    precision: str = "bf16"
+    cache: str | None = None  # folder of the coded images (default <out>/codes); runs of one model can share it
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RealismTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown realism training option(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def _cut(rgb: np.ndarray, max_pixels: int, multiple: int = 8) -> np.ndarray:
+    """The centre of ``rgb`` with sides multiples of ``multiple`` and at most ``max_pixels`` pixels."""
+    height, width = rgb.shape[:2]
+    if height * width > max_pixels:
+        side = int(math.sqrt(max_pixels))
+        height, width = min(height, side), min(width, max_pixels // min(height, side))
+    h, w = height // multiple * multiple, width // multiple * multiple
+    top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
+    return np.ascontiguousarray(rgb[top : top + h, left : left + w])
+
+
+def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: int, log=print) -> list[Path]:
+    """Code each image of ``paths`` with the installed ``model`` to the stage-only levels' stages and cache
+    ``rgb`` ((H, W, 3) uint8, sides multiples of 8) and ``indices`` ((PURE_LEVELS, H/8, W/8) int16) in
+    ``folder/<name>.npz``; existing files are kept. Returns the cache files, in ``paths`` order."""
+    from vqz.codec import pipeline
+    from vqz.codec.data import load_rgb
+    from vqz.codec.levels import PURE_LEVELS
+    from vqz.codec.registry import load_model
+
+    weights = load_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    out, started = [], time.time()
+    for number, path in enumerate(paths):
+        target = folder / f"{path.name}.npz"
+        out.append(target)
+        if target.exists():
+            continue
+        rgb = _cut(load_rgb(path), max_pixels)
+        if min(rgb.shape[:2]) < 8:
+            out.pop()
+            continue
+        indices = pipeline.encode_indices(weights, rgb, PURE_LEVELS).astype(np.int16)
+        tmp = target.with_suffix(".tmp.npz")
+        np.savez(tmp, rgb=rgb, indices=indices)
+        tmp.replace(target)
+        if (number + 1) % 100 == 0:
+            log(f"coded {number + 1}/{len(paths)} images, {time.time() - started:.0f} s")
+    return out
+
+
+def _split(cfg: RealismTrainConfig) -> tuple[list[Path], list[Path]]:
+    from vqz.codec.data import is_validation, list_images
+
+    files = list_images(Path(cfg.data))
+    train = [p for p in files if not is_validation(p.name, cfg.validation_fraction)]
+    held = [p for p in files if is_validation(p.name, cfg.validation_fraction)]
+    rng = np.random.default_rng(cfg.seed)
+    train = [train[i] for i in rng.permutation(len(train))[: cfg.images]]
+    held = [held[i] for i in np.linspace(0, len(held) - 1, min(cfg.heldout_images, len(held))).astype(int)]
+    return train, held
+
+
+class CodeSampler:
+    """Random aligned crops of cached (pixels, index planes), each with a random stage count."""
+
+    def __init__(self, items: list[dict[str, np.ndarray]], codebooks: np.ndarray, crop: int, max_stages: int,
+                 seed: int) -> None:
+        self.items = [it for it in items if min(it["rgb"].shape[:2]) >= crop]
+        if not self.items:
+            raise ValueError(f"no cached image is at least {crop}x{crop} pixels")
+        self.codebooks, self.crop, self.max_stages = codebooks, crop, max_stages
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """-> (images (B, 3, crop, crop) in [0, 1], latents (B, M, crop/8, crop/8), stage counts (B,))."""
+        from vqz.codec.vq import dequantize
+
+        cells = self.crop // 8
+        images, latents, stages = [], [], []
+        for _ in range(batch):
+            item = self.items[self.rng.integers(len(self.items))]
+            gh, gw = item["indices"].shape[1:]
+            y, x = self.rng.integers(gh - cells + 1), self.rng.integers(gw - cells + 1)
+            k = int(self.rng.integers(1, self.max_stages + 1))
+            images.append(item["rgb"][8 * y : 8 * (y + cells), 8 * x : 8 * (x + cells)])
+            latents.append(dequantize(item["indices"][:k, y : y + cells, x : x + cells].astype(np.int64), self.codebooks))
+            stages.append(k)
+        image = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+        latent = torch.from_numpy(np.stack(latents)).permute(0, 3, 1, 2).contiguous()
+        return image, latent, torch.tensor(stages)
+
+
+def interpolate(faithful: nn.Module, realistic: nn.Module, realism: float) -> nn.Module:
+    """A copy of the synthesis whose floating-point tensors are ``faithful + realism * (realistic - faithful)``."""
+    mixed = copy.deepcopy(faithful)
+    a, b = faithful.state_dict(), realistic.state_dict()
+    mixed.load_state_dict({k: a[k] + realism * (b[k] - a[k]) if a[k].is_floating_point() else a[k] for k in a})
+    return mixed
+
+
+def _uint8(x: Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+
+
+@torch.no_grad()
+def validate(synthesis: nn.Module, held: list[dict[str, np.ndarray]], codebooks: np.ndarray, crop: int,
+             max_stages: int) -> dict[int, tuple[float, float]]:
+    """stage count -> (mean PSNR dB, mean detail ratio) of ``synthesis`` on centre crops of ``held``."""
+    from vqz.benchmarks.metrics import detail_ratio, psnr
+    from vqz.codec.vq import dequantize
+
+    synthesis.eval()
+    out = {}
+    for k in range(1, max_stages + 1):
+        psnrs, ratios = [], []
+        for item in held:
+            gh, gw = item["indices"].shape[1:]
+            ch, cw = min(gh, crop // 8), min(gw, crop // 8)
+            y, x = (gh - ch) // 2, (gw - cw) // 2
+            latent = dequantize(item["indices"][:k, y : y + ch, x : x + cw].astype(np.int64), codebooks)
+            image = _uint8(synthesis(torch.from_numpy(latent).permute(2, 0, 1)[None].contiguous(
+                memory_format=torch.channels_last)))
+            ref = item["rgb"][8 * y : 8 * (y + ch), 8 * x : 8 * (x + cw)]
+            psnrs.append(psnr(ref, image))
+            ratios.append(detail_ratio(ref, image))
+        out[k] = (float(np.mean(psnrs)), float(np.mean(ratios)))
+    synthesis.train()
+    return out
+
+
+def _adaptive_weight(rec: Tensor, adv: Tensor, last: Tensor, scale: float) -> Tensor:
+    """VQGAN's balance: |d rec / d last| / |d adv / d last| (clamped), times ``scale``."""
+    g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach() * scale
+
+
+def _d_loss(real: Tensor, fake: Tensor) -> Tensor:
+    return F.relu(1 - real.float()).mean() + F.relu(1 + fake.float()).mean()
+
+
+def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> Path:
+    """Train (or continue) a realistic synthesis; returns the checkpoint path (``<out>/realism.safetensors``)."""
+    from vqz.codec.levels import PURE_LEVELS
+    from vqz.codec.registry import load_model
+    from vqz.codec.train import PRECISIONS, autocast_enabled
+
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    if cfg.crop % 8 or cfg.crop < 32:
+        raise ValueError(f"`crop` must be a multiple of 8 of at least 32, got {cfg.crop}")
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
+    weights = load_model(cfg.model)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "realism.safetensors"
+    (out / "config.json").write_text(json.dumps(asdict(cfg) | {"model_id": weights.model_id,
+                                                               "model_sha256": weights.metadata.get("sha256", "")},
+                                                indent=2, sort_keys=True))
+    train_paths, held_paths = _split(cfg)
+    started = time.time()
+    cache = Path(cfg.cache) if cfg.cache else out / "codes"
+    train_items = [dict(np.load(p)) for p in cache_codes(cfg.model, train_paths, cache / "train", cfg.max_pixels, log)]
+    held = [dict(np.load(p)) for p in cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)]
+    log(f"{len(train_items)} training and {len(held)} held-out images coded ({time.time() - started:.0f} s)")
+    codebooks = weights.codebooks
+    sampler = CodeSampler(train_items, codebooks, cfg.crop, PURE_LEVELS, cfg.seed)
+
+    faithful = weights.model.g_s.eval()
+    for p in faithful.parameters():
+        p.requires_grad_(False)
+    generator = copy.deepcopy(faithful).train()
+    for p in generator.parameters():
+        p.requires_grad_(True)
+    generator.to(memory_format=torch.channels_last)
+    discriminator = PatchDiscriminator(weights.config.latent_dim, cfg.d_channels)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
+    parts = {"g_s": (generator, opt_g), "disc": (discriminator, opt_d)}
+    start = 0
+    if resume and checkpoint.exists():
+        start = load_checkpoint(checkpoint, parts)
+        sampler.rng = np.random.default_rng(cfg.seed + start)
+        log(f"resumed at step {start}")
+    last = list(generator.parameters())[-2]  # the last transposed convolution's weight
+    columns = ["step", "lr_g", "l1", "adv_weight", "d_real", "d_fake", "minutes"]
+    columns += [f"{name}_{tag}_k{k}" for tag in ("r1", "r05") for k in range(1, PURE_LEVELS + 1) for name in ("psnr", "detail")]
+    csv_log = CsvLog(out / "log.csv", columns, resume and start > 0)
+    if start == 0:
+        base = validate(faithful, held, codebooks, cfg.heldout_crop, PURE_LEVELS)
+        log("R=0 (faithful): " + ", ".join(f"k{k} {p:.2f} dB detail {d:.2f}" for k, (p, d) in base.items()))
+        csv_log.row(step=0, **{f"{n}_r1_k{k}": v for k, (p, d) in base.items() for n, v in (("psnr", p), ("detail", d))})
+    running = {"l1": 0.0, "w": 0.0, "real": 0.0, "fake": 0.0}
+    autocast = lambda: torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
+    for step in range(start, cfg.steps):
+        g_active = step >= cfg.d_warmup
+        lr_g = cosine_lr(cfg.lr_g, step - cfg.d_warmup, cfg.steps - cfg.d_warmup, warmup=200) if g_active else 0.0
+        for group in opt_g.param_groups:
+            group["lr"] = lr_g
+        image, latent, _ = sampler.sample(cfg.batch)
+        latent = latent.contiguous(memory_format=torch.channels_last)
+        with torch.set_grad_enabled(g_active), autocast():
+            decoded = generator(latent).float()
+        if g_active:
+            for p in discriminator.parameters():
+                p.requires_grad_(False)
+            with autocast():
+                logits, fake_features = discriminator(decoded, latent)
+                with torch.no_grad():
+                    _, real_features = discriminator(image, latent)
+            l1 = (decoded - image).abs().mean()
+            fm = sum((f.float() - r.float()).abs().mean() for f, r in zip(fake_features, real_features)) / len(real_features)
+            adv = -logits.float().mean() + cfg.fm_weight * fm
+            w = _adaptive_weight(l1, adv, last, cfg.adv_weight)
+            opt_g.zero_grad(set_to_none=True)
+            (l1 + w * adv).backward()
+            opt_g.step()
+            for p in discriminator.parameters():
+                p.requires_grad_(True)
+            running["l1"] = 0.98 * running["l1"] + 0.02 * l1.item()
+            running["w"] = 0.98 * running["w"] + 0.02 * w.item()
+        with autocast():
+            real, _ = discriminator(image, latent)
+            fake, _ = discriminator(decoded.detach(), latent)
+        loss_d = _d_loss(real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        running["real"] = 0.98 * running["real"] + 0.02 * real.float().mean().item()
+        running["fake"] = 0.98 * running["fake"] + 0.02 * fake.float().mean().item()
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save_checkpoint(checkpoint, parts, done, asdict(cfg))
+        if done % cfg.validate_every == 0 or done == cfg.steps:
+            r1 = validate(generator, held, codebooks, cfg.heldout_crop, PURE_LEVELS)
+            r05 = validate(interpolate(faithful, generator, 0.5), held, codebooks, cfg.heldout_crop, PURE_LEVELS)
+            minutes = (time.time() - started) / 60
+            metrics = {f"{n}_{tag}_k{k}": v for tag, res in (("r1", r1), ("r05", r05)) for k, (p, d) in res.items()
+                       for n, v in (("psnr", p), ("detail", d))}
+            csv_log.row(step=done, lr_g=lr_g, l1=running["l1"], adv_weight=running["w"], d_real=running["real"],
+                        d_fake=running["fake"], minutes=round(minutes, 1), **metrics)
+            log(f"step {done}: l1 {running['l1']:.4f} w {running['w']:.3f} D real {running['real']:+.2f} "
+                f"fake {running['fake']:+.2f}; R=1 " + ", ".join(f"k{k} {p:.2f} dB/{d:.2f}" for k, (p, d) in r1.items())
+                + f"; {minutes:.1f} min")
+    csv_log.close()
+    return checkpoint
