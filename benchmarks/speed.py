@@ -262,3 +262,36 @@ def _worker(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_worker())
+
+
+#: (width, height) of the camera-size row: a 13.4-megapixel 4:3 photo, as phones and cameras write
+CAMERA_SIZE = (4224, 3168)
+
+
+def camera_image(folder: Path, width: int = CAMERA_SIZE[0], height: int = CAMERA_SIZE[1]) -> np.ndarray:
+    """A ``(height, width, 3)`` uint8 mosaic of real photos at their own scale: the largest images of ``folder``
+    (largest first, each used once, cut to the cells of a grid over the canvas). A stand-in for a camera photo
+    made only from training photos (never a test set); deterministic for a given folder."""
+    from vqz.codec.data import list_images, load_rgb
+    from PIL import Image
+
+    sizes = []
+    for path in list_images(folder):
+        with Image.open(path) as im:
+            sizes.append((im.width * im.height, path.name, path))
+    sizes.sort(key=lambda s: (-s[0], s[1]))
+    if not sizes:
+        raise BenchmarkError(f"{folder} holds no images")
+    images = [load_rgb(path) for _, _, path in sizes[:64]]
+    cell_h = min(min(im.shape[0] for im in images), height)
+    cell_w = min(min(im.shape[1] for im in images), width)
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    index = 0
+    for top in range(0, height, cell_h):
+        for left in range(0, width, cell_w):
+            image = images[index % len(images)]
+            index += 1
+            h, w = min(cell_h, height - top), min(cell_w, width - left)
+            y, x = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+            canvas[top : top + h, left : left + w] = image[y : y + h, x : x + w]
+    return canvas

@@ -33,6 +33,7 @@ class DecodeTask:
     stages: Optional[int]
     format_name: str  # a Pillow format name, e.g. "PNG"
     realism: float = 0.0
+    png_level: int = 1
 
 
 def decode_one(task: DecodeTask) -> tuple[bytes, tuple[str, ...]]:
@@ -50,7 +51,7 @@ def decode_one(task: DecodeTask) -> tuple[bytes, tuple[str, ...]]:
                      "realistic synthesis (`vqz models` lists them)")
     with warnings.catch_warnings(record=True) as caught:  # e.g. BMP cannot carry the ICC profile
         warnings.simplefilter("always")
-        image_bytes = encode_image_bytes(pixels, task.format_name, read_metadata(data))
+        image_bytes = encode_image_bytes(pixels, task.format_name, read_metadata(data), task.png_level)
     return image_bytes, tuple(dict.fromkeys([*notes, *(str(w.message) for w in caught)]))
 
 
@@ -71,6 +72,9 @@ def decode(
     realism: Annotated[float, typer.Option(
         "--realism", "-r", min=0.0, max=1.0, help="0 (default): the faithful decoder; 1: the realistic one (real texture "
         "instead of blur, lower PSNR); between: a mix. Changes levels 1-4 of models with a realistic synthesis.")] = 0.0,
+    png_level: Annotated[int, typer.Option(
+        "--png-level", min=0, max=9, help="zlib level of PNG output: 1 (default) is fast, 9 the smallest file "
+                                          "(several times slower on large images).")] = 1,
 ) -> None:
     """Decode .vqz files to images (img.vqz -> img.png).
 
@@ -106,7 +110,7 @@ def decode(
             failed += 1
             continue
         runnable.append(job)
-        tasks.append(DecodeTask(source, stages, format_name, realism))
+        tasks.append(DecodeTask(source, stages, format_name, realism, png_level))
 
     def finish(index: int, result: tuple[bytes, tuple[str, ...]]) -> None:
         image_bytes, notes = result

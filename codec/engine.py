@@ -28,9 +28,15 @@ from vqz.errors import ModelError
 CODING_THREADS = 2
 #: Graph roles and the prefix of the safetensors tensors each one uses.
 #: graph role -> prefix of the weights-file tensors it uses (the post-filter has its own weights file)
-ROLES = {"analysis": "g_a.", "synthesis": "g_s.", "postfilter": "pf."}
+ROLES = {"analysis": "g_a.", "synthesis": "g_s.", "postfilter": "pf.",
+         "analysis-head": "g_a.", "analysis-tail": "g_a.", "synthesis-head": "g_s.", "synthesis-tail": "g_s."}
 #: the roles of a model's weights file
 MODEL_ROLES = ("analysis", "synthesis")
+#: each transform of a model is also exported as two graphs (head, tail) for large images (:mod:`vqz.codec.tiling`)
+SPLIT_ROLES = {"analysis": ("analysis-head", "analysis-tail"), "synthesis": ("synthesis-head", "synthesis-tail")}
+#: Tiles of a large image coded at once, each on a one-thread session of the split graphs: the tiles of
+#: an image are independent, so its result does not depend on this number (nor on the machine's cores).
+TILE_THREADS = 2
 SHA_KEY = "vqz.weights_sha256"
 EXTERNAL_KEY = "vqz.external"
 #: Weights larger than this are external initializers (their data comes from the safetensors
@@ -101,11 +107,15 @@ class Transform:
     """
 
     def __init__(self, path: Path, tensors: dict[str, np.ndarray], role: str, weights_sha256: str,
-                 memory_arena: bool = True, input_dtype: type = np.float32) -> None:
+                 memory_arena: bool = True, input_dtype: type = np.float32, threads: int | None = None) -> None:
         """``memory_arena``: ONNX Runtime's CPU arena (faster; it keeps its peak allocation for the
         session's lifetime, so a graph that runs after another one adds its peak to theirs);
-        ``input_dtype``: what ``x`` is converted to (the graph's input type)."""
+        ``input_dtype``: what ``x`` is converted to (the graph's input type); ``threads``: intra-op
+        threads (default ``CODING_THREADS``; 1 for the tiles of a split graph, run ``TILE_THREADS`` at once)."""
         self.path = path
+        self.threads = threads
+        #: the same transform as two graphs for tiled coding of large images, or None (:func:`split_graphs`)
+        self.split: SplitGraphs | None = None
         self.role = role
         self._arena = memory_arena
         self._dtype = input_dtype
@@ -133,7 +143,7 @@ class Transform:
             raise ModelError(f"graph {self.path.name} was not exported from these weights "
                              f"(it names sha256 {str(recorded)[:16]}, the weights file is {self._sha[:16]})")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = CODING_THREADS
+        options.intra_op_num_threads = self.threads or CODING_THREADS
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -161,3 +171,26 @@ class Transform:
         feeds = {"x": np.ascontiguousarray(x, dtype=self._dtype)}
         feeds.update({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()})
         return self._session.run(None, feeds)[0]
+
+
+class SplitGraphs:
+    """A transform as two graphs, ``head`` then ``tail``, split where its resolution reaches the latent grid
+    (analysis: after the strided convolutions; synthesis: before the transposed ones), each on one-thread
+    sessions. Large images are coded tile by tile with each part's own context margin
+    (:func:`vqz.codec.tiling.split_margins`): the costly full-resolution part needs only a few cells."""
+
+    def __init__(self, head: Transform, tail: Transform) -> None:
+        self.head, self.tail = head, tail
+
+
+def split_graphs(weights_path: Path, tensors: dict[str, np.ndarray], role: str, weights_sha256: str,
+                 graph_stem: Path | None = None) -> SplitGraphs | None:
+    """The split graphs of ``role`` ("analysis" or "synthesis") beside ``graph_stem`` (default ``weights_path``),
+    or None when they were not exported (the transform then tiles with its whole graph)."""
+    stem = graph_stem or weights_path
+    head_role, tail_role = SPLIT_ROLES[role]
+    head, tail = graph_path(stem, head_role), graph_path(stem, tail_role)
+    if not (head.is_file() and tail.is_file()):
+        return None
+    return SplitGraphs(Transform(head, tensors, head_role, weights_sha256, threads=1),
+                       Transform(tail, tensors, tail_role, weights_sha256, threads=1))

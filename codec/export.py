@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vqz.codec.engine import EXTERNAL_KEY, MAX_EMBEDDED_BYTES, MODEL_ROLES, ROLES, SHA_KEY, external_tensors, graph_path
+from vqz.codec.engine import (EXTERNAL_KEY, MAX_EMBEDDED_BYTES, MODEL_ROLES, ROLES, SHA_KEY, SPLIT_ROLES, external_tensors,
+                              graph_path)
 from vqz.errors import ModelError
 
 OPSET = 17
@@ -107,14 +108,32 @@ def _export_onnx(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str]
 
 def export_graph(model: nn.Module, role: str, weights_path: Path, tensors: dict[str, np.ndarray],
                  metadata: dict[str, str]) -> Path:
-    """Write the graph of ``role`` ("analysis" or "synthesis") beside ``weights_path``; returns its path."""
+    """Write the graph of ``role`` ("analysis" or "synthesis", or a part of one: :data:`SPLIT_ROLES`) beside
+    ``weights_path``; returns its path. A head holds the transform's first layers (its split:
+    :func:`vqz.codec.tiling.analysis_split` / :func:`vqz.codec.tiling.synthesis_split`), a tail the rest,
+    with the layers' own names, so both take their weights from the same file."""
     import onnx
+
+    from vqz.codec.tiling import analysis_split, synthesis_split
 
     name = ROLES[role].rstrip(".")
     transform = getattr(model, name)
-    in_channels = 3 if role == "analysis" else model.config.latent_dim
+    config = model.config
+    in_channels = 3 if role.startswith("analysis") else config.latent_dim
+    if role.endswith(("-head", "-tail")):
+        split = analysis_split(config) if role.startswith("analysis") else synthesis_split(config)
+        if role.endswith("-head"):
+            transform = transform[:split]
+        else:
+            transform, in_channels = transform[split:], config.channels
     graph = onnx.load_from_string(_trace(exportable(transform, name), in_channels))
     return write_graph(graph, role, weights_path, tensors, metadata)
+
+
+def export_split_graphs(model: nn.Module, weights_path: Path, tensors: dict[str, np.ndarray],
+                        metadata: dict[str, str], roles: tuple[str, ...] = MODEL_ROLES) -> list[Path]:
+    """The head and tail graphs of each transform of ``roles`` (:data:`SPLIT_ROLES`) beside ``weights_path``."""
+    return [export_graph(model, part, weights_path, tensors, metadata) for role in roles for part in SPLIT_ROLES[role]]
 
 
 def write_graph(graph, role: str, weights_path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
@@ -165,8 +184,9 @@ def write_graph(graph, role: str, weights_path: Path, tensors: dict[str, np.ndar
     return out
 
 
-def export_graphs(weights_path: Path) -> list[Path]:
-    """Export g_a and g_s of a weights file to ONNX graphs beside it (see the module docstring)."""
+def export_graphs(weights_path: Path, whole: bool = True) -> list[Path]:
+    """Export g_a and g_s of a weights file to ONNX graphs beside it (see the module docstring): the
+    whole transforms (unless ``whole`` is False) and their head and tail graphs for large images."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -183,7 +203,8 @@ def export_graphs(weights_path: Path) -> list[Path]:
     model = model_from_tensors(config, network)
     metadata = {"sha256": hashlib.sha256(data).hexdigest(), "model_id": file_metadata["model_id"],
                 "config": file_metadata["config"]}
-    return [export_graph(model, role, weights_path, network, metadata) for role in MODEL_ROLES]
+    return ([export_graph(model, role, weights_path, network, metadata) for role in MODEL_ROLES if whole]
+            + export_split_graphs(model, weights_path, network, metadata))
 
 
 class _PostFilterGraph(nn.Module):
@@ -279,4 +300,5 @@ def export_realism(checkpoint: Path, weights_path: Path, realism_id: str, model:
     network = {k: v for k, v in base.tensors.items() if not k.startswith("entropy.")} | tensors
     net = model_from_tensors(base.config, network)
     info = {"sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(), "model_id": realism_id, "config": config}
-    return [weights_path, export_graph(net, "synthesis", weights_path, tensors, info)]
+    return [weights_path, export_graph(net, "synthesis", weights_path, tensors, info),
+            *export_split_graphs(net, weights_path, tensors, info, roles=("synthesis",))]

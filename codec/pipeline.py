@@ -37,7 +37,7 @@ from vqz.codec.levels import (PURE_LEVELS, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RES
 from vqz.codec.padding import compute_padding, pad_rgb
 from vqz.codec.realism import applies, blend_postfilter, realistic_for
 from vqz.codec.stage_context import PrefixLatent, mask_cells, prefix_activity
-from vqz.codec.tiling import analysis, synthesis_uint8, tile_margin
+from vqz.codec.tiling import analysis, split_margins, synthesis_uint8, tile_margin
 from vqz.codec.vq import dequantize, quantize
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
@@ -73,7 +73,7 @@ def encode_latent(weights: LoadedWeights, rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 -> the (grid_h, grid_w, M) float32 latent: pad, analysis (tiled when large)."""
     config = weights.config
     latent = analysis(weights.analysis, pad_rgb(rgb, config.downsampling), config.downsampling, config.latent_dim,
-                      margin=tile_margin(config))
+                      margin=tile_margin(config), margins=split_margins(config))
     return np.ascontiguousarray(latent[0].transpose(1, 2, 0))
 
 
@@ -97,7 +97,7 @@ def synthesize(weights: LoadedWeights, indices: np.ndarray, synthesis: Transform
     model's synthesis or by ``synthesis`` (a realistic one of the same model, :mod:`vqz.codec.realism`)."""
     latent = np.ascontiguousarray(dequantize(indices, weights.codebooks).transpose(2, 0, 1)[None])
     return synthesis_uint8(synthesis or weights.synthesis, latent, weights.config.downsampling,
-                           margin=tile_margin(weights.config))
+                           margin=tile_margin(weights.config), margins=split_margins(weights.config))
 
 
 def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int,
@@ -172,13 +172,32 @@ def stage_postfilter_ref(weights: LoadedWeights, rgb: np.ndarray, indices: np.nd
     ``stages`` (default S; rate control passes a fractional count for a part-way last stage) where it
     lowers the squared error of ``decoded`` (= :func:`render` of the indices, rendered here if None),
     else None, also without a default filter trained on the stage-only levels (then nothing is rendered)."""
-    from vqz.codec.postfilter import choose_postfilter, stage_postfilter
+    from vqz.codec.postfilter import choose_postfilter, sample_rows, stage_postfilter
 
     if indices.shape[0] > PURE_LEVELS or stage_postfilter() is None:
         return None
+    strength = stage_strength(indices.shape[0] if stages is None else stages)
     if decoded is None:
-        decoded = render(weights, indices, *rgb.shape[:2])
-    return choose_postfilter(rgb, decoded, stage_strength(indices.shape[0] if stages is None else stages), stage_only=True)
+        height, width = rgb.shape[:2]
+        windows = sample_rows(height, width)
+        if windows is not None:  # a large image: decide from row windows, not a second full synthesis
+            decoded = np.concatenate([render_rows(weights, indices, height, width, r0, r1) for r0, r1 in windows])
+            return choose_postfilter(rgb, decoded, strength, stage_only=True, rows=windows)
+        decoded = render(weights, indices, height, width)
+    return choose_postfilter(rgb, decoded, strength, stage_only=True)
+
+
+def render_rows(weights: LoadedWeights, indices: np.ndarray, height: int, width: int, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0 .. r1 - 1`` of :func:`render` (``(r1 - r0, width, 3)`` uint8): the latent rows they need plus the
+    synthesis' context margin, synthesised alone (the same values as in the whole image)."""
+    d = weights.config.downsampling
+    (left, _, top, _), _ = compute_padding(height, width, min_div=d)
+    margin = tile_margin(weights.config)
+    c0 = max(0, (r0 + top) // d - margin)
+    c1 = min(indices.shape[1], -(-(r1 + top) // d) + margin)
+    padded = synthesize(weights, np.ascontiguousarray(indices[:, c0:c1]))
+    start = r0 + top - c0 * d
+    return np.ascontiguousarray(padded[start : start + r1 - r0, left : left + width])
 
 
 def whole_stage_activity(weights: LoadedWeights, indices: np.ndarray, whole: int) -> np.ndarray | None:

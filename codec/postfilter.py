@@ -34,7 +34,7 @@ import numpy as np
 from vqz.bitstream.container import PostFilterRef
 from vqz.errors import ModelError
 
-__all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "STAGE_POSTFILTER_ID", "PostFilter", "PostFilterRef", "choose_postfilter", "input_multiple",
+__all__ = ["BAND_PIXELS", "DEFAULT_POSTFILTER_ID", "MARGIN_ROWS", "STAGE_POSTFILTER_ID", "PostFilter", "PostFilterRef", "choose_postfilter", "input_multiple", "sample_rows",
            "default_postfilter", "installed_postfilters", "postfilter_for_ref", "stage_postfilter"]
 
 #: The filter the encoder offers on residual levels. On the held-out photos the 48-channel vqz-pf4 gains
@@ -50,6 +50,25 @@ STAGE_POSTFILTER_ID = "vqz-pf4"
 BAND_PIXELS = 1 << 20
 MIN_BAND_ROWS = 32
 MARGIN_ROWS = 16
+#: Images above this many pixels decide a file's post-filter from ``SAMPLE_WINDOWS`` windows of
+#: whole rows (about ``SAMPLE_PIXELS`` pixels in all) instead of a synthesis of the whole image.
+SAMPLE_PIXELS = 1 << 21
+SAMPLE_WINDOWS = 4
+
+
+def sample_rows(height: int, width: int) -> list[tuple[int, int]] | None:
+    """Row windows ``(r0, r1)`` (evenly spaced, ``SAMPLE_WINDOWS`` of them, ``SAMPLE_PIXELS`` pixels in all, 8-row
+    aligned) that stand for an image of ``height`` x ``width`` in the encoder's post-filter decision, or None when the
+    image is small enough to decide on the whole of it."""
+    if height * width <= 2 * SAMPLE_PIXELS:
+        return None
+    rows = max(64, SAMPLE_PIXELS // SAMPLE_WINDOWS // width // 8 * 8)
+    if rows * SAMPLE_WINDOWS * 2 > height:
+        return None
+    gap = (height - rows * SAMPLE_WINDOWS) // SAMPLE_WINDOWS
+    return [(r0, r0 + rows) for r0 in (gap // 2 // 8 * 8 + i * (rows + gap) // 8 * 8 for i in range(SAMPLE_WINDOWS))]
+
+
 class PostFilter:
     """One installed post-filter: ``filter_id``, ``filter_hash`` (8 bytes) and :meth:`apply`."""
 
@@ -167,13 +186,20 @@ def stage_postfilter() -> PostFilter | None:
 
 
 def choose_postfilter(source: np.ndarray, decoded: np.ndarray, strength: float,
-                      stage_only: bool = False) -> PostFilterRef | None:
+                      stage_only: bool = False, rows: list[tuple[int, int]] | None = None) -> PostFilterRef | None:
     """The encoder's choice: a reference to the default filter (:func:`stage_postfilter` for a
     ``stage_only`` file) at ``strength`` (rounded to what a file stores) when it lowers the squared
     error of ``decoded`` against ``source`` ((H, W, 3) uint8 both), else None (also when that filter
-    is not installed)."""
+    is not installed). A large image is judged on the row windows of :func:`sample_rows`; ``rows``: those
+    windows when ``decoded`` holds only them, one after the other."""
     pf = stage_postfilter() if stage_only else default_postfilter()
     if pf is None:
         return None
     ref = PostFilterRef.quantized(pf.filter_hash, strength)
+    if rows is None:
+        rows = sample_rows(*source.shape[:2])
+        if rows is not None:
+            decoded = np.concatenate([decoded[r0:r1] for r0, r1 in rows])
+    if rows is not None:
+        source = np.concatenate([source[r0:r1] for r0, r1 in rows])
     return ref if pf.gain(source, decoded, ref.strength) > 0 else None

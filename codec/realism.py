@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vqz.codec.engine import Transform, graph_path
+from vqz.codec.engine import Transform, graph_path, split_graphs
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import ModelError
 
@@ -81,7 +81,9 @@ class RealisticSynthesis:
                 if w0 is None or w0.shape != w1.shape:
                     raise ModelError(f"realistic synthesis {self.realism_id} does not match {base.model_id} ({name})")
                 tensors[name] = w1 if realism == 1.0 else (w0 + np.float32(realism) * (w1 - w0)).astype(np.float32)
-            self._cache = {realism: Transform(graph_path(self.path, "synthesis"), tensors, "synthesis", self.sha256)}
+            transform = Transform(graph_path(self.path, "synthesis"), tensors, "synthesis", self.sha256)
+            transform.split = split_graphs(self.path, tensors, "synthesis", self.sha256)
+            self._cache = {realism: transform}
         return self._cache[realism]
 
 

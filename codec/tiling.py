@@ -8,6 +8,15 @@ while peak memory depends on the tile size, not on the image size.
 The transforms are plain callables on float32 numpy arrays, so the ONNX Runtime engine
 (:mod:`vqz.codec.engine`) and the PyTorch reference (:mod:`vqz.codec.model`) share this code.
 
+A transform of the runtime that carries split graphs (``transform.split``, :class:`vqz.codec.engine.SplitGraphs`)
+tiles a large image in two passes instead: its head, then its tail, each with the margin its own
+receptive field needs (:func:`split_margins`). The full-resolution part (the analysis' strided
+convolutions, the synthesis' transposed ones: about 90% of the work) needs a margin of 2 cells where
+the whole transform needs 10, so a pixel of a 13-megapixel photo costs about what it costs in a small
+image. The tiles of each pass run ``TILE_THREADS`` at a time on one-thread sessions, so both cores
+work on one image; each tile is computed alone, so the result does not depend on that number.
+Images up to ``MAX_UNTILED_PIXELS`` run in one piece through the whole graph, as before.
+
 Shapes: padded images (H, W, 3) uint8 with H, W multiples of the downsampling ``d``;
 transform inputs (1, 3, H, W) float32; latents (1, M, H/d, W/d). Tile sizes and margins are
 in latent cells.
@@ -16,6 +25,7 @@ in latent cells.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,6 +45,30 @@ def tile_margin(config: ModelConfig) -> int:
     return MARGIN_CELLS + 2 * config.latent_blocks
 
 
+#: Tile cores (latent cells) of the split passes: the latent-resolution part (cheap, margin 8) and the
+#: full-resolution part (margin 2; 96 cells = 768 pixels: (100 / 96)^2 = 1.09x the work of one piece,
+#: at most about 90 MB per activation of the synthesis' half-resolution layer).
+LATENT_CORE_CELLS = 128
+PIXEL_CORE_CELLS = 96
+
+
+def analysis_split(config: ModelConfig) -> int:
+    """Layers of the analysis head: the strided convolutions and their GDNs (the rest is at latent resolution)."""
+    return 2 * config.downsampling_log2
+
+
+def synthesis_split(config: ModelConfig) -> int:
+    """Layers of the synthesis head: the first convolution and the residual blocks at latent resolution."""
+    return 2 + config.latent_blocks
+
+
+def split_margins(config: ModelConfig) -> tuple[int, int]:
+    """(latent-resolution margin, full-resolution margin) in latent cells for the split passes: a 3x3
+    convolution per cell of radius at latent resolution (1 + 2 per residual block) plus one; the strided
+    and transposed 5x5 convolutions of a d = 8 model reach 2 cells (``tests/test_tiling.py`` measures both)."""
+    return 1 + 2 * (1 + config.latent_blocks) + 1, 2
+
+
 def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int]]:
     """(start, stop) of each core along one axis and the (lo, hi) of its context window."""
     spans = []
@@ -45,12 +79,85 @@ def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int
 
 
 def analysis(g_a: Transform, rgb: np.ndarray, d: int, latent_dim: int,
-             core: int = CORE_CELLS, margin: int = MARGIN_CELLS) -> np.ndarray:
+             core: int = CORE_CELLS, margin: int = MARGIN_CELLS, margins: tuple[int, int] | None = None) -> np.ndarray:
     """g_a over a padded (H, W, 3) uint8 image -> (1, M, H/d, W/d) float32; tiled when the
-    image has more than ``MAX_UNTILED_PIXELS`` pixels (each tile converted to float on its own)."""
+    image has more than ``MAX_UNTILED_PIXELS`` pixels (each tile converted to float on its own),
+    in two passes when ``g_a`` has split graphs (``margins``: :func:`split_margins`)."""
     if rgb.shape[0] * rgb.shape[1] > MAX_UNTILED_PIXELS:
+        split = getattr(g_a, "split", None)
+        if split is not None and margins is not None:
+            return split_analysis(split, rgb, d, margins)
         return tiled_analysis(g_a, rgb, d, latent_dim, core, margin)
     return g_a(to_input(rgb))
+
+
+def _tile_grid(gh: int, gw: int, core: int, margin: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    return [(ys, xs) for ys in _spans(gh, core, margin) for xs in _spans(gw, core, margin)]
+
+
+def _parallel_tiles(run_tile: Callable[[tuple, tuple], None], grid: list) -> None:
+    """``run_tile(ys, xs)`` for every tile of ``grid``, ``TILE_THREADS`` at a time (each writes its own core)."""
+    from vqz.codec.engine import TILE_THREADS
+
+    if TILE_THREADS <= 1 or len(grid) == 1:
+        for ys, xs in grid:
+            run_tile(ys, xs)
+        return
+    with ThreadPoolExecutor(TILE_THREADS) as pool:
+        for future in [pool.submit(run_tile, ys, xs) for ys, xs in grid]:
+            future.result()
+
+
+def _split_pass(part: Transform, source: Callable[[int, int, int, int], np.ndarray], gh: int, gw: int, scale: int,
+                core: int, margin: int, out_shape: Callable[[int], tuple[int, ...]],
+                store: Callable[[np.ndarray, int, int], None] | None = None) -> np.ndarray | None:
+    """Run ``part`` tile by tile over a grid of ``gh`` x ``gw`` latent cells: ``source(ylo, yhi, xlo, xhi)`` is
+    the tile's input (with its margin); the output has ``scale`` pixels per cell. Returns the assembled
+    (1, C, gh * scale, gw * scale) float32 (``out_shape(C)``), or writes each core through ``store``."""
+    result: dict[str, np.ndarray] = {}
+
+    def run_tile(ys, xs):
+        (y0, y1, ylo, yhi), (x0, x1, xlo, xhi) = ys, xs
+        tile = part(source(ylo, yhi, xlo, xhi))
+        core_tile = tile[:, :, (y0 - ylo) * scale : (y1 - ylo) * scale, (x0 - xlo) * scale : (x1 - xlo) * scale]
+        if store is not None:
+            store(core_tile, y0 * scale, x0 * scale)
+            return
+        if "out" not in result:
+            result.setdefault("out", np.empty(out_shape(tile.shape[1]), dtype=np.float32))
+        result["out"][:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = core_tile
+
+    grid = _tile_grid(gh, gw, core, margin)
+    run_tile(*grid[0])  # the first tile alone: it fixes the output's channels
+    _parallel_tiles(run_tile, grid[1:])
+    return result.get("out")
+
+
+def split_analysis(split, rgb: np.ndarray, d: int, margins: tuple[int, int]) -> np.ndarray:
+    """g_a over a padded (H, W, 3) uint8 image in two tiled passes (:class:`vqz.codec.engine.SplitGraphs`)
+    -> (1, M, H/d, W/d) float32."""
+    latent_margin, pixel_margin = margins
+    gh, gw = rgb.shape[0] // d, rgb.shape[1] // d
+    features = _split_pass(split.head, lambda ylo, yhi, xlo, xhi: to_input(rgb[ylo * d : yhi * d, xlo * d : xhi * d]),
+                           gh, gw, 1, PIXEL_CORE_CELLS, pixel_margin, lambda c: (1, c, gh, gw))
+    return _split_pass(split.tail, lambda ylo, yhi, xlo, xhi: np.ascontiguousarray(features[:, :, ylo:yhi, xlo:xhi]),
+                       gh, gw, 1, LATENT_CORE_CELLS, latent_margin, lambda c: (1, c, gh, gw))
+
+
+def split_synthesis_uint8(split, latent: np.ndarray, d: int, margins: tuple[int, int]) -> np.ndarray:
+    """g_s over (1, M, h, w) float32 in two tiled passes -> (h*d, w*d, 3) uint8 (clamped, rounded)."""
+    latent_margin, pixel_margin = margins
+    _, _, gh, gw = latent.shape
+    features = _split_pass(split.head, lambda ylo, yhi, xlo, xhi: np.ascontiguousarray(latent[:, :, ylo:yhi, xlo:xhi]),
+                           gh, gw, 1, LATENT_CORE_CELLS, latent_margin, lambda c: (1, c, gh, gw))
+    out = np.empty((gh * d, gw * d, 3), dtype=np.uint8)
+
+    def store(core_tile: np.ndarray, top: int, left: int) -> None:
+        out[top : top + core_tile.shape[2], left : left + core_tile.shape[3]] = to_uint8(core_tile)
+
+    _split_pass(split.tail, lambda ylo, yhi, xlo, xhi: np.ascontiguousarray(features[:, :, ylo:yhi, xlo:xhi]),
+                gh, gw, d, PIXEL_CORE_CELLS, pixel_margin, lambda c: (1, c, gh * d, gw * d), store)
+    return out
 
 
 def _tiled_latent(run_tile: Callable[[int, int, int, int], np.ndarray], gh: int, gw: int, latent_dim: int,
@@ -89,12 +196,16 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def synthesis_uint8(g_s: Transform, latent: np.ndarray, d: int,
-                    core: int = CORE_CELLS, margin: int = MARGIN_CELLS) -> np.ndarray:
+                    core: int = CORE_CELLS, margin: int = MARGIN_CELLS, margins: tuple[int, int] | None = None) -> np.ndarray:
     """g_s over (1, M, h, w) float32 -> (h*d, w*d, 3) uint8 (clamped, rounded); tiled when the
-    image has more than ``MAX_UNTILED_PIXELS`` pixels, so a large image never exists as floats."""
+    image has more than ``MAX_UNTILED_PIXELS`` pixels, so a large image never exists as floats;
+    in two passes when ``g_s`` has split graphs (``margins``: :func:`split_margins`)."""
     _, _, gh, gw = latent.shape
     if gh * gw * d * d <= MAX_UNTILED_PIXELS:
         return to_uint8(g_s(latent))
+    split = getattr(g_s, "split", None)
+    if split is not None and margins is not None:
+        return split_synthesis_uint8(split, latent, d, margins)
     return tiled_synthesis_uint8(g_s, latent, d, core, margin)
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vqz.codec.config import ModelConfig
-from vqz.codec.engine import Transform, graph_path
+from vqz.codec.engine import Transform, graph_path, split_graphs
 from vqz.codec.entropy_model import EntropyModel
 from vqz.codec.stage_context import StageContexts
 from vqz.errors import ModelError
@@ -166,6 +166,10 @@ def load_weights(path: Path) -> LoadedWeights:
         except ValueError as exc:
             raise ModelError(f"invalid entropy tables in {path}: {exc}") from None
     digest = hashlib.sha256(data).hexdigest()
+    analysis = Transform(graph_path(path, "analysis"), tensors, "analysis", digest)
+    synthesis = Transform(graph_path(path, "synthesis"), tensors, "synthesis", digest)
+    analysis.split = split_graphs(path, tensors, "analysis", digest)
+    synthesis.split = split_graphs(path, tensors, "synthesis", digest)
     return LoadedWeights(
         model_id=metadata["model_id"],
         weights_hash=bytes.fromhex(digest)[:8],
@@ -175,7 +179,7 @@ def load_weights(path: Path) -> LoadedWeights:
         metadata=metadata,
         size_bytes=size,
         path=path,
-        analysis=Transform(graph_path(path, "analysis"), tensors, "analysis", digest),
-        synthesis=Transform(graph_path(path, "synthesis"), tensors, "synthesis", digest),
+        analysis=analysis,
+        synthesis=synthesis,
         tensors=tensors,
     )

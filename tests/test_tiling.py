@@ -40,3 +40,50 @@ def test_tiled_round_trip_quality_matches_untiled(model):
     whole = decode(model.analysis(to_input(rgb)), tiled=False)
     pieces = decode(tiled_analysis(model.analysis, rgb, d, dim, core=6), tiled=True)
     assert abs(_psnr(whole, rgb) - _psnr(pieces, rgb)) < 0.05
+
+
+def test_split_passes_compute_what_the_whole_graph_computes(model, monkeypatch):
+    """Large images run head and tail graphs tile by tile, two tiles at a time, each with its own margin:
+    the same latent and the same pixels as one pass of the whole graph (small tiles here)."""
+    from vqz.codec import tiling
+    from vqz.codec.tiling import split_analysis, split_margins, split_synthesis_uint8
+
+    monkeypatch.setattr(tiling, "PIXEL_CORE_CELLS", 7)
+    monkeypatch.setattr(tiling, "LATENT_CORE_CELLS", 9)
+    rgb = pad_rgb(smooth_image(200, 264, seed=11), 8)
+    d, margins = model.config.downsampling, split_margins(model.config)
+    whole = model.analysis(to_input(rgb))
+    split = split_analysis(model.analysis.split, rgb, d, margins)
+    assert np.allclose(whole, split, rtol=0, atol=1e-5 * np.abs(whole).max())
+    reference = to_uint8(model.synthesis(whole))
+    pieces = split_synthesis_uint8(model.synthesis.split, whole, d, margins)
+    assert np.abs(pieces.astype(int) - reference.astype(int)).max() <= 1
+    assert np.mean(pieces != reference) < 1e-3
+
+
+def test_split_margins_cover_each_parts_receptive_field(model):
+    """The margins of the split passes reach at least as far as one latent cell's influence, measured
+    through the PyTorch network by gradients."""
+    import torch
+
+    from vqz.codec.tiling import analysis_split, split_margins, synthesis_split
+
+    config = model.config
+    latent_margin, pixel_margin = split_margins(config)
+    d = config.downsampling
+    net = model.model
+
+    def reach(part, channels, scale_in, cells=24):
+        x = torch.randn(1, channels, cells * scale_in, cells * scale_in, requires_grad=True)
+        y = part(x)
+        s = y.shape[2] // cells  # output pixels per cell
+        c = cells // 2
+        y[0, :, c * s : (c + 1) * s, c * s : (c + 1) * s].sum().backward()
+        rows = np.nonzero(x.grad.abs().sum((0, 1, 3)).numpy())[0] // scale_in
+        return max(c - rows.min(), rows.max() - c)
+
+    with torch.enable_grad():
+        assert reach(net.g_a[: analysis_split(config)], 3, d) <= pixel_margin
+        assert reach(net.g_a[analysis_split(config):], config.channels, 1) <= latent_margin
+        assert reach(net.g_s[: synthesis_split(config)], config.latent_dim, 1) <= latent_margin
+        assert reach(net.g_s[synthesis_split(config):], config.channels, 1) <= pixel_margin

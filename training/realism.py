@@ -11,10 +11,11 @@ Data: each training photo (the model's training split; the held-out split by the
 sample is an aligned ``crop`` x ``crop`` crop and its index planes, decoded from a random number of
 stages k in 1..PURE_LEVELS (the stage-only levels, where no residual layer adds detail).
 
-Losses: the generator minimises ``L1 + w * (hinge_G + fm_weight * FM)`` where FM is the L1 distance
-between the discriminator's hidden activations on the decoded and the original crop, and ``w`` is
-VQGAN's adaptive weight (the ratio of the two terms' gradient norms at the last layer, times
-``adv_weight``); the discriminator (:mod:`vqz.training.discriminator`, conditioned on the k-stage
+Losses: the generator minimises ``L1 + w * (hinge_G + fm_weight * FM) + energy_weight * E`` where FM is
+the L1 distance between the discriminator's hidden activations on the decoded and the original crop,
+``w`` is VQGAN's adaptive weight (the ratio of the two terms' gradient norms at the last layer, times
+``adv_weight``) and E the squared log ratio of the crops' fine-detail energies (:func:`energy_loss`:
+without it the adversarial term alone leaves the coarsest level blurred and over-sharpens the finest); the discriminator (:mod:`vqz.training.discriminator`, conditioned on the k-stage
 latent) minimises the hinge loss. The discriminator trains alone for ``d_warmup`` steps first.
 bf16 autocast where the CPU runs it natively; the losses are float32.
 
@@ -55,6 +56,7 @@ class RealismTrainConfig:
     lr_d: float = 2e-4
     adv_weight: float = 0.8  # times VQGAN's adaptive weight
     fm_weight: float = 1.0
+    energy_weight: float = 0.0  # weight of the fine-detail energy term (squared log ratio per crop; 0: off)
     d_warmup: int = 300  # steps of discriminator-only training before the generator moves
     d_channels: int = 32
     images: int = 100000  # training images to code (all of the split by default)
@@ -206,6 +208,34 @@ def _adaptive_weight(rec: Tensor, adv: Tensor, last: Tensor, scale: float) -> Te
     return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach() * scale
 
 
+def _gaussian_taps(sigma: float) -> Tensor:
+    radius = max(1, math.ceil(4 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def detail_energy(x: Tensor) -> Tensor:
+    """(B, 3, H, W) in [0, 1] -> (B,): the mean square of the finest luma band, the training twin of
+    :func:`vqz.benchmarks.metrics.detail_energy` (luma blurred at sigma 0.5 minus at sigma 1, reflected edges)."""
+    from vqz.benchmarks.metrics import DETAIL_SIGMAS
+
+    luma = (x * x.new_tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)).sum(1, keepdim=True) * 255
+    blurred = []
+    for sigma in DETAIL_SIGMAS:
+        taps = _gaussian_taps(sigma).to(x)
+        r = taps.numel() // 2
+        y = F.conv2d(F.pad(luma, (r, r, 0, 0), mode="reflect"), taps.reshape(1, 1, 1, -1))
+        blurred.append(F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), taps.reshape(1, 1, -1, 1)))
+    return (blurred[0] - blurred[1]).square().mean((1, 2, 3))
+
+
+def energy_loss(decoded: Tensor, image: Tensor) -> Tensor:
+    """Mean over crops of the squared log ratio of fine-detail energies: 0 when a decoded crop has as much
+    of the finest detail as its original, growing as it blurs it away or invents more."""
+    eps = 1e-2
+    return (torch.log(detail_energy(decoded) + eps) - torch.log(detail_energy(image) + eps)).square().mean()
+
+
 def _d_loss(real: Tensor, fake: Tensor) -> Tensor:
     return F.relu(1 - real.float()).mean() + F.relu(1 + fake.float()).mean()
 
@@ -285,8 +315,11 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
             fm = sum((f.float() - r.float()).abs().mean() for f, r in zip(fake_features, real_features)) / len(real_features)
             adv = -logits.float().mean() + cfg.fm_weight * fm
             w = _adaptive_weight(l1, adv, last, cfg.adv_weight)
+            loss = l1 + w * adv
+            if cfg.energy_weight:
+                loss = loss + cfg.energy_weight * energy_loss(decoded, image)
             opt_g.zero_grad(set_to_none=True)
-            (l1 + w * adv).backward()
+            loss.backward()
             opt_g.step()
             for p in discriminator.parameters():
                 p.requires_grad_(True)
