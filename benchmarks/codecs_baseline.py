@@ -2,7 +2,7 @@
 
 ``factorized-samebudget`` and ``hyperprior-samebudget`` are CompressAI's
 ``FactorizedPrior`` / ``ScaleHyperprior`` trained by the project's own training code
-(:mod:`vqz.codec.train_baseline`) on the same data with the same budget (steps, batch,
+(:mod:`vqz.training.train_baseline`) on the same data with the same budget (steps, batch,
 crop) as the shipped vqz model: the fair, same-budget comparison. They are not CompressAI's
 published weights.
 
@@ -59,7 +59,7 @@ class _SameBudgetCodec(Codec):
         if importlib.util.find_spec("compressai") is None:  # found, not imported: that costs seconds
             raise CodecUnavailable(f"{self.name}: compressai is not installed")
         try:
-            from vqz.codec.train_baseline import read_baseline_info
+            from vqz.training.train_baseline import read_baseline_info
         except ImportError as exc:
             raise CodecUnavailable(f"{self.name}: torch/safetensors not importable: {exc}") from exc
         self.directory = Path(directory) if directory is not None else baselines_dir()
@@ -109,7 +109,7 @@ class _SameBudgetCodec(Codec):
             raise BenchmarkError(f"{self.name}: no weights for lmbda {setting!r}; "
                                  f"settings: {', '.join(map(str, self.settings()))}")
         if lmbda not in self._models:
-            from vqz.codec.train_baseline import load_baseline
+            from vqz.training.train_baseline import load_baseline
 
             path = self._infos[lmbda].path
             try:

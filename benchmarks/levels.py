@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from vqz.benchmarks.metrics import ms_ssim, psnr
-from vqz.codec.data import list_images
+from vqz.codec.photos import list_images
 from vqz.codec.image import to_rgb_array
 from vqz.bitstream import unpack_file
 from vqz.codec.levels import level_plan

@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
+from vqz.training.model import torch_model
 import torch
 from PIL import Image
 
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     levels = [int(v) for v in args.levels.split(",")]
     weights = load_model(args.model)
-    net = weights.model
+    net = torch_model(weights)
     torch.set_num_threads(CODING_THREADS)
     d, top = weights.config.downsampling, max(levels)
     rows = {q: {"indices": 0, "differ": 0, "images_differ": 0, "max_pixel": 0, "psnr_runtime": [], "psnr_torch": []}

@@ -272,7 +272,7 @@ def camera_image(folder: Path, width: int = CAMERA_SIZE[0], height: int = CAMERA
     """A ``(height, width, 3)`` uint8 mosaic of real photos at their own scale: the largest images of ``folder``
     (largest first, each used once, cut to the cells of a grid over the canvas). A stand-in for a camera photo
     made only from training photos (never a test set); deterministic for a given folder."""
-    from vqz.codec.data import list_images, load_rgb
+    from vqz.codec.photos import list_images, load_rgb
     from PIL import Image
 
     sizes = []

@@ -1,7 +1,7 @@
 """The transforms on ONNX Runtime: sessions over the exported graphs, weights from the safetensors file.
 
 A model's graphs (``<stem>.analysis.onnx`` and ``<stem>.synthesis.onnx`` beside
-``<stem>.safetensors``, written by ``vqz export-model``, :mod:`vqz.codec.export`) hold the
+``<stem>.safetensors``, written by ``vqz export-model``, :mod:`vqz.training.export`) hold the
 structure only: every weight is an *external* initializer named after its safetensors
 tensor, and its data is handed to ONNX Runtime from the loaded safetensors tensors when the
 session is created. The weights therefore exist once, in the file whose SHA-256 is the

@@ -6,7 +6,7 @@ transforms cap the quality), so each higher level is the stages of the highest p
 pixel residual layer (:mod:`vqz.codec.residual`) at a finer step, from :data:`RESIDUAL_LADDER`: on
 the held-out split that beats more stages at equal rate in PSNR from about 0.5 bpp on, by +0.6 dB at
 0.6 bpp and +1.6 dB at 1 bpp, but not in MS-SSIM (-0.3 to -0.8 dB at equal rate; stages are the
-more MS-SSIM-efficient representation; benchmarks/probes/residual_ladder.md).
+more MS-SSIM-efficient representation; experiments/probes/residual_ladder.md).
 
 Only the encoder uses this table: a file stores its stage count and the residual layer's
 parameters explicitly, so a decoder never needs it and a later ladder changes no file.
@@ -28,9 +28,9 @@ PURE_LEVELS = 4
 #: (stages, luma step in pixel units) of the levels above the pure ones, coarse to fine. Every one
 #: builds on the same stages as the highest pure level, so each level's file is larger than the last.
 #: Base 4, not 3: on the held-out split base 3 has the best PSNR (+0.07 dB at 1 bpp, +0.19 at 0.6) but
-#: base 4 the better MS-SSIM (+0.30 dB at 1 bpp, +0.39 at 0.6; benchmarks/probes/residual_ladder.md).
+#: base 4 the better MS-SSIM (+0.30 dB at 1 bpp, +0.39 at 0.6; experiments/probes/residual_ladder.md).
 #: The steps space the levels evenly in log-rate on the held-out split, from level 4's rate (0.47 bpp there)
-#: to step 8's (1.95 bpp), about +12% per level (benchmarks/probes/residual_steps.json).
+#: to step 8's (1.95 bpp), about +12% per level (experiments/probes/residual_steps.json).
 RESIDUAL_LADDER: tuple[tuple[int, float], ...] = ((4, 57.0), (4, 42.0), (4, 34.0), (4, 28.0), (4, 24.0), (4, 20.5),
                                                   (4, 17.5), (4, 15.0), (4, 13.0), (4, 11.0), (4, 9.5), (4, 8.0))
 #: Encoder-side options of the residual layer (measured on the held-out split; the decoder reads
@@ -40,7 +40,7 @@ RESIDUAL_OFFSET = 0.0
 RESIDUAL_ROUNDING = 0.33
 #: Frequency tilt of the residual steps (codec/residual.py): the highest band's step is twice the lowest's.
 #: On 8 held-out images at base 3, +0.25 dB MS-SSIM for -0.02 dB PSNR at equal rate against 0 (tilt 2:
-#: +0.31 / -0.10; benchmarks/probes/residual_ladder.md).
+#: +0.31 / -0.10; experiments/probes/residual_ladder.md).
 RESIDUAL_TILT = 1.0
 
 

@@ -1,6 +1,6 @@
 """The decoder's post-filter at run time: installed filters, and applying one to a decoded image.
 
-A post-filter is a small convolutional network (trained by :mod:`vqz.codec.train_postfilter`,
+A post-filter is a small convolutional network (trained by :mod:`vqz.training.train_postfilter`,
 shipped by ``vqz export-postfilter``) that reduces coding artifacts of a decoded image. It is
 its own weights file beside the models (``<id>.safetensors`` with metadata ``postfilter_id``,
 tensors ``pf.*``) and graph (``<id>.postfilter.onnx``, bound to the weights by SHA-256).

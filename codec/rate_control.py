@@ -277,13 +277,6 @@ class QualityLadder:
         last[~keep] = UNCODED
         return indices
 
-    def partial_gain(self, quality: int, coded: int | bytes) -> float:
-        """Total latent-domain gain of the cells :meth:`partial_file` codes (the proxy :meth:`block_scores`
-        ranks blocks by; a measured, rejected way to choose between a mask and the priority order)."""
-        scores = self.block_scores(quality)
-        coded_cells = self.partial_indices(quality, coded)[quality - 1].ravel() >= 0
-        return float(scores.cell_gain.ravel()[coded_cells].sum())
-
     def block_scores(self, quality: int) -> BlockScores:
         """Per cell and per block of stage ``quality - 1``: latent gain, bits, and the blocks ranked by gain per bit."""
         if quality not in self._blocks:

@@ -15,7 +15,7 @@ normal file. Quality 1 is always coded greedily (see :func:`search_indices`). Th
 quality ``q > 1`` is then no longer a prefix of the file at a higher
 quality, so rate control (``--target-*``) keeps the greedy quantizer.
 
-Measured on the held-out split (``python -m vqz.benchmarks.encoder_search``; results in
+Measured on the held-out split (``python experiments/encoder_search.py``; results in
 ``benchmarks/results/encoder_search/``).
 """
 

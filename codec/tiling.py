@@ -6,7 +6,7 @@ untiled one up to floating-point rounding (tested: within 0.05 dB PSNR on real p
 while peak memory depends on the tile size, not on the image size.
 
 The transforms are plain callables on float32 numpy arrays, so the ONNX Runtime engine
-(:mod:`vqz.codec.engine`) and the PyTorch reference (:mod:`vqz.codec.model`) share this code.
+(:mod:`vqz.codec.engine`) and the PyTorch reference (:mod:`vqz.training.model`) share this code.
 
 A transform of the runtime that carries split graphs (``transform.split``, :class:`vqz.codec.engine.SplitGraphs`)
 tiles a large image in two passes instead: its head, then its tail, each with the margin its own
@@ -25,7 +25,6 @@ in latent cells.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -97,6 +96,8 @@ def _tile_grid(gh: int, gw: int, core: int, margin: int) -> list[tuple[tuple[int
 
 def _parallel_tiles(run_tile: Callable[[tuple, tuple], None], grid: list) -> None:
     """``run_tile(ys, xs)`` for every tile of ``grid``, ``TILE_THREADS`` at a time (each writes its own core)."""
+    from concurrent.futures import ThreadPoolExecutor  # only large images need it: `vqz decode` starts faster
+
     from vqz.codec.engine import TILE_THREADS
 
     if TILE_THREADS <= 1 or len(grid) == 1:

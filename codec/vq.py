@@ -1,6 +1,6 @@
 """The residual vector quantizer's coding path in numpy: nearest-code search and dequantization.
 
-The same arithmetic as :class:`vqz.codec.quantizer.ResidualVectorQuantizer` (float32, the
+The same arithmetic as :class:`vqz.training.quantizer.ResidualVectorQuantizer` (float32, the
 same formula and order of operations), so the PyTorch path and this one pick the same
 codes except on exact near-ties (compared on Kodak in ``tests/test_runtime.py``).
 

@@ -1,4 +1,5 @@
-"""Loading model weights from safetensors (never pickle) with numpy only; saving them (training world).
+"""Loading model weights from safetensors (never pickle) with numpy only (saving them is the training
+world's: :func:`vqz.training.model.save_weights`).
 
 A weights file holds the network's tensors, the frozen entropy tables
 (``entropy.marginal``, ``entropy.left``, ``entropy.up``: see entropy_model.py; the stage
@@ -9,17 +10,15 @@ architecture (JSON) and free-form training facts. A model's *identity* in a
 exported graphs beside it (``<stem>.analysis.onnx``, ``<stem>.synthesis.onnx``) hold no
 weights of their own and are bound to that file by its full SHA-256 (docs/RUNTIME.md).
 
-The coding runtime uses :class:`LoadedWeights` (numpy, ONNX Runtime); the PyTorch network
-of the same file is built on demand by :attr:`LoadedWeights.model` (training world only).
+The coding runtime uses :class:`LoadedWeights` (numpy, ONNX Runtime); the PyTorch network of the
+same file is the training world's (:func:`vqz.training.model.torch_model`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,16 +28,12 @@ from vqz.codec.entropy_model import EntropyModel
 from vqz.codec.stage_context import StageContexts
 from vqz.errors import ModelError
 
-if TYPE_CHECKING:
-    from vqz.codec.model import VQCodecModel
-
 ENTROPY_KEYS = ("marginal", "left", "up")  # stored as "entropy.<name>"
 #: StageContexts field -> stored name ("entropy.<name>"); all four or none
 STAGE_CONTEXT_KEYS = {"context_codebooks": "context_codebooks", "activity_edges": "activity_edges",
                       "previous_bins": "previous_bins", "tables": "stage_tables"}
 MAX_WEIGHTS_BYTES = 256 * 1024 * 1024
 CODEBOOKS_KEY = "quantizer.codebooks"
-TRAIN_EXTRA = "pip install 'vqz[train]'"
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,8 @@ class LoadedWeights:
 
     ``codebooks``: (S, K, M) float32; ``analysis`` / ``synthesis``: the exported graphs on ONNX
     Runtime, (1, 3, H, W) -> (1, M, H/d, W/d) and back; ``tensors``: every network tensor of
-    the file (numpy), from which the PyTorch network (:attr:`model`) is built when asked.
+    the file (numpy), from which the training world builds the PyTorch network
+    (:func:`vqz.training.model.torch_model`).
     """
 
     model_id: str
@@ -62,46 +58,6 @@ class LoadedWeights:
     synthesis: Transform = field(repr=False)
     tensors: dict[str, np.ndarray] = field(repr=False)
 
-    @functools.cached_property
-    def model(self) -> VQCodecModel:
-        """The PyTorch network of these weights (eval mode): the training world's reference
-        coding path. Raises ``ModelError`` when torch / compressai are not installed."""
-        try:
-            from vqz.codec.model import model_from_tensors
-        except ImportError as exc:
-            raise ModelError(f"the PyTorch model needs the training extra ({TRAIN_EXTRA}): {exc}") from None
-        try:
-            return model_from_tensors(self.config, self.tensors)
-        except RuntimeError as exc:
-            raise ModelError(f"weights file {self.path} does not match its configuration: {exc}") from None
-
-
-def save_weights(
-    path: Path,
-    model: VQCodecModel,
-    model_id: str,
-    entropy: EntropyModel | None = None,
-    extra_metadata: dict[str, str] | None = None,
-) -> None:
-    """Write ``model`` (and optional entropy tables) to ``path`` atomically (training world)."""
-    import torch
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if entropy is not None:
-        for name in ENTROPY_KEYS:
-            table = getattr(entropy, name)
-            if table is not None:
-                tensors[f"entropy.{name}"] = torch.from_numpy(np.ascontiguousarray(table))
-        if entropy.stages is not None:
-            for field_name, stored in STAGE_CONTEXT_KEYS.items():
-                tensors[f"entropy.{stored}"] = torch.from_numpy(np.ascontiguousarray(getattr(entropy.stages, field_name)))
-    metadata = dict(extra_metadata or {})
-    metadata.update({"model_id": model_id, "config": model.config.to_json(), "format": "vqz-weights-1"})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
 
 
 def read_metadata(path: Path) -> dict[str, str]:

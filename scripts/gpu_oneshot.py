@@ -50,8 +50,8 @@ def link_source(site: Path) -> None:
 
 
 def _held_out_psnr(checkpoint: Path, images: list, device, levels: list[int]) -> dict[int, float]:
-    from vqz.codec.finalize import load_checkpoint_model
-    from vqz.codec.train import validate
+    from vqz.training.finalize import load_checkpoint_model
+    from vqz.training.train import validate
 
     model, _ = load_checkpoint_model(checkpoint)
     levels = [level for level in levels if level <= model.config.num_stages]
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vqz.codec.data import load_split
-    from vqz.codec.finalize import finalize
-    from vqz.codec.train import TrainConfig, autocast_enabled, train, validation_levels
+    from vqz.training.data import load_split
+    from vqz.training.finalize import finalize
+    from vqz.training.train import TrainConfig, autocast_enabled, train, validation_levels
 
     began = time.time()
     out = Path(args.out)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = out / f"{config.model_id}.safetensors"
     finalize(checkpoint, weights, Path(config.data), config.validation_fraction,
              facts={"oneshot": {k: facts[k] for k in ("device", "steps", "train_seconds", "start")}}, limit=args.limit)
-    from vqz.codec.export import export_graphs
+    from vqz.training.export import export_graphs
 
     export_graphs(weights)  # the runtime's ONNX graphs, bound to these weights
     facts["finalize_seconds"] = round(time.time() - started, 1)

@@ -63,10 +63,10 @@ def kodak_crop_folder(tmp_path: Path) -> Path:
 
 def write_training_images(folder: Path, fraction: float) -> Path:
     """Four smooth random photo-like PNGs in ``folder``: one in the held-out split of
-    ``fraction`` (``vqz.codec.data.is_validation``) and three for training."""
+    ``fraction`` (``vqz.training.data.is_validation``) and three for training."""
     from PIL import Image
 
-    from vqz.codec.data import is_validation
+    from vqz.training.data import is_validation
 
     names = [f"photo{i:02d}.png" for i in range(50)]
     chosen = [n for n in names if is_validation(n, fraction)][:1] + [n for n in names if not is_validation(n, fraction)][:3]

@@ -20,8 +20,8 @@ from vqz.benchmarks.errors import BenchmarkError, CodecUnavailable
 from vqz.benchmarks.runner import measure
 
 from vqz.cli.app import app
-from vqz.codec.data import is_validation
-from vqz.codec.train_baseline import BaselineTrainConfig, export_baseline, read_baseline_info, train_baseline
+from vqz.training.data import is_validation
+from vqz.training.train_baseline import BaselineTrainConfig, export_baseline, read_baseline_info, train_baseline
 from vqz.errors import VqzError
 
 ROOT = Path(__file__).resolve().parents[1]

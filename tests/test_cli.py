@@ -11,6 +11,8 @@ import stat
 from pathlib import Path
 
 import numpy as np
+
+from vqz.training.model import torch_model
 import pytest
 import typer
 from PIL import Image
@@ -409,7 +411,7 @@ def test_models_lists_the_bundled_model(model):
     listed = json.loads(run("models", "--json").stdout)
     entry = next(m for m in listed if m["id"] == model.model_id)
     assert entry["hash"] == model.weights_hash.hex() and entry["default"]
-    assert entry["levels"] == model.model.config.num_stages
+    assert entry["levels"] == torch_model(model).config.num_stages
     assert entry["size_bytes"] == Path(entry["path"]).stat().st_size
     table = run("models")
     assert table.exit_code == 0 and model.model_id in table.stdout and model.weights_hash.hex() in table.stdout

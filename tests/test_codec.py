@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+
+from vqz.training.model import torch_model
 import pytest
 import torch
 
@@ -129,12 +131,12 @@ def test_runtime_decode_matches_the_pytorch_network_in_the_default_layout(model)
     (not channels_last) layout, give the same image within one level."""
     image = smooth_image(64, 96, seed=11)
     data, _ = encode_array(model, image, 4)
-    assert model.model.g_s[0].weight.is_contiguous(memory_format=torch.channels_last)
-    plain_g_s = copy.deepcopy(model.model.g_s).to(memory_format=torch.contiguous_format)
+    assert torch_model(model).g_s[0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain_g_s = copy.deepcopy(torch_model(model).g_s).to(memory_format=torch.contiguous_format)
     parsed = unpack_file(data)
     indices = torch.from_numpy(decode_indices(model, parsed.header, parsed.payloads))[:, None]
     with torch.no_grad():
-        latent = model.model.quantizer.dequantize(indices).contiguous()
+        latent = torch_model(model).quantizer.dequantize(indices).contiguous()
         plain = to_uint8(plain_g_s(latent).numpy())
     fast = decode_bytes(model, without_postfilter(data))  # the synthesis alone
     assert not latent.is_contiguous(memory_format=torch.channels_last)

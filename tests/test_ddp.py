@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from vqz.codec.config import ModelConfig
-from vqz.codec.train import TrainConfig, train
+from vqz.training.train import TrainConfig, train
 from vqz.errors import VqzError
 
 from conftest import write_training_images
@@ -135,7 +135,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(data_dir: Pat
 
 
 def _agree_worker(rank: int, port: int, result: Path) -> None:
-    from vqz.codec import distributed
+    from vqz.training import distributed
 
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

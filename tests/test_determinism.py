@@ -11,6 +11,8 @@ import sys
 import textwrap
 
 import numpy as np
+
+from vqz.training.model import torch_model
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -204,12 +206,12 @@ def test_cuda_and_cpu_agree_on_indices_and_pixels(model):
     from vqz.codec.padding import pad_rgb, to_input
     from vqz.codec.pipeline import decode_bytes
 
-    cuda = copy.deepcopy(model.model).to(GPU_DEVICE).eval()
+    cuda = copy.deepcopy(torch_model(model)).to(GPU_DEVICE).eval()
     report = {}
     total = differing = 0
     for name, rgb in _test_images().items():
         x = torch.from_numpy(to_input(pad_rgb(rgb, model.config.downsampling)))
-        cpu_indices = model.model.encode_indices(x, QUALITY)
+        cpu_indices = torch_model(model).encode_indices(x, QUALITY)
         cuda_indices = cuda.encode_indices(x.to(GPU_DEVICE), QUALITY).cpu()
         diff = int((cpu_indices != cuda_indices).sum())
         report[name] = {"differing_indices": diff, "indices": cpu_indices.numel()}
@@ -224,7 +226,7 @@ def test_cuda_and_cpu_agree_on_indices_and_pixels(model):
             x_hat = cuda.decode_indices(indices.to(GPU_DEVICE)).cpu()
         from vqz.codec.padding import compute_padding
 
-        _, unpad = compute_padding(rgb.shape[0], rgb.shape[1], min_div=model.model.config.downsampling)
+        _, unpad = compute_padding(rgb.shape[0], rgb.shape[1], min_div=torch_model(model).config.downsampling)
         x_hat = torch.nn.functional.pad(x_hat, unpad)
         gpu_pixels = x_hat[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
         report[name]["max_pixel_diff_cuda_synthesis"] = int(np.abs(gpu_pixels.astype(int) - cpu_pixels).max())

@@ -1,4 +1,4 @@
-"""Claims about growing a trained model (codec/grow.py) and the training options that go with it."""
+"""Claims about growing a trained model (training/grow.py) and the training options that go with it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from vqz.codec.config import ModelConfig
-from vqz.codec.grow import grow_model, init_new_stages
-from vqz.codec.model import VQCodecModel
-from vqz.codec.train import TrainConfig, sample_stages, train, validation_levels
+from vqz.training.grow import grow_model, init_new_stages
+from vqz.training.model import VQCodecModel
+from vqz.training.train import TrainConfig, sample_stages, train, validation_levels
 from vqz.errors import VqzError
 
 SMALL = ModelConfig(channels=16, latent_dim=4, downsampling_log2=2, num_stages=2, codebook_size=8)
@@ -108,7 +108,7 @@ def test_stage_sampling_stops_at_the_trained_stages() -> None:
 
 
 def test_untrained_stages_keep_their_codebooks() -> None:
-    from vqz.codec.quantizer import ResidualVectorQuantizer
+    from vqz.training.quantizer import ResidualVectorQuantizer
 
     torch.manual_seed(0)
     quantizer = ResidualVectorQuantizer(4, 8, 3).train()

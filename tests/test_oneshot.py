@@ -27,10 +27,10 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import load_file, save_file
 
 from vqz.codec.config import ModelConfig
-from vqz.codec.data import is_validation
-from vqz.codec.model import VQCodecModel
+from vqz.training.data import is_validation
+from vqz.training.model import VQCodecModel
 from vqz.codec.pipeline import decode_bytes, encode_array
-from vqz.codec.train import TrainConfig, learning_rate
+from vqz.training.train import TrainConfig, learning_rate
 from vqz.codec.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]

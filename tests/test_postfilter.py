@@ -256,8 +256,8 @@ def test_export_matches_the_network(tmp_path):
 
     from safetensors.torch import save_file
 
-    from vqz.codec.export import export_postfilter
-    from vqz.codec.postfilter_net import PostFilterNet
+    from vqz.training.export import export_postfilter
+    from vqz.training.postfilter_net import PostFilterNet
 
     torch.manual_seed(0)
     net = PostFilterNet(8, 3)
@@ -281,7 +281,7 @@ def test_export_matches_the_network(tmp_path):
     got = pf.apply(rgb, 20.0)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
     # a shipped weights file: only its graph is rewritten, the weights (and the hash files name) stay
-    from vqz.codec.export import export_postfilter_graph
+    from vqz.training.export import export_postfilter_graph
 
     before = weights.read_bytes()
     graph.unlink()
@@ -293,7 +293,7 @@ def test_training_pairs_cover_stage_only_levels_at_their_strengths(tmp_path):
     pytest.importorskip("torch")
     from PIL import Image
 
-    from vqz.codec.train_postfilter import _load, make_pairs
+    from vqz.training.train_postfilter import _load, make_pairs
 
     for i in range(2):
         Image.fromarray(np.ascontiguousarray(photo_crop(48, 64)[:, :: 1 - 2 * i])).save(tmp_path / f"img{i}.png")
@@ -309,7 +309,7 @@ def test_training_pairs_cover_stage_only_levels_at_their_strengths(tmp_path):
 
 def test_filter_training_refuses_an_unknown_precision(tmp_path):
     pytest.importorskip("torch")
-    from vqz.codec.train_postfilter import PostFilterTrainConfig, train_postfilter
+    from vqz.training.train_postfilter import PostFilterTrainConfig, train_postfilter
     from vqz.errors import VqzError
 
     with pytest.raises(VqzError, match="precision"):
@@ -319,7 +319,7 @@ def test_filter_training_refuses_an_unknown_precision(tmp_path):
 
 def test_an_untrained_filter_is_the_identity():
     torch = pytest.importorskip("torch")
-    from vqz.codec.postfilter_net import PostFilterNet
+    from vqz.training.postfilter_net import PostFilterNet
 
     x = torch.rand(2, 3, 16, 18)
     assert torch.equal(PostFilterNet(8, 3)(x, torch.tensor([8.0, 40.0])), x)
@@ -331,8 +331,8 @@ def test_a_warm_start_takes_a_shipped_filters_weights_and_refuses_another_shape(
 
     from safetensors.torch import save_file
 
-    from vqz.codec.postfilter_net import PostFilterNet, load_shipped_filter
-    from vqz.codec.train_postfilter import PostFilterTrainConfig, train_postfilter
+    from vqz.training.postfilter_net import PostFilterNet, load_shipped_filter
+    from vqz.training.train_postfilter import PostFilterTrainConfig, train_postfilter
     from vqz.errors import VqzError
 
     shipped = P.default_postfilter()
@@ -356,7 +356,7 @@ def test_a_warm_start_takes_a_shipped_filters_weights_and_refuses_another_shape(
 
 def test_a_quarter_resolution_branch_starts_as_the_identity_and_stays_within_its_radius():
     torch = pytest.importorskip("torch")
-    from vqz.codec.postfilter_net import PostFilterNet
+    from vqz.training.postfilter_net import PostFilterNet
 
     net = PostFilterNet(8, 4, quarter_channels=12)
     assert net.multiple == 4 and len(net.mid) == 1
@@ -382,8 +382,8 @@ def test_a_quarter_resolution_filter_exports_and_runs_in_bands(tmp_path, monkeyp
 
     from safetensors.torch import save_file
 
-    from vqz.codec.export import export_postfilter
-    from vqz.codec.postfilter_net import PostFilterNet, load_shipped_filter
+    from vqz.training.export import export_postfilter
+    from vqz.training.postfilter_net import PostFilterNet, load_shipped_filter
 
     torch.manual_seed(1)
     net = PostFilterNet(8, 4, quarter_channels=12)
@@ -411,7 +411,7 @@ def test_a_quarter_resolution_filter_exports_and_runs_in_bands(tmp_path, monkeyp
 
 def test_a_quarter_resolution_run_crops_multiples_of_four_and_refuses_a_plain_warm_start(tmp_path):
     pytest.importorskip("torch")
-    from vqz.codec.train_postfilter import PostFilterTrainConfig, _batch, train_postfilter
+    from vqz.training.train_postfilter import PostFilterTrainConfig, _batch, train_postfilter
     from vqz.errors import VqzError
 
     pair = {"rgb": _photo(30, 42), "decoded": _photo(30, 42)[None], "steps": np.array([20.0], np.float32)}

@@ -8,6 +8,8 @@ import io
 from pathlib import Path
 
 import numpy as np
+
+from vqz.training.model import torch_model
 import pytest
 import torch
 from PIL import Image
@@ -23,11 +25,11 @@ from vqz.codec.realism import blend_postfilter, check_realism
 @pytest.fixture(scope="module")
 def realistic(tmp_path_factory, model):
     """A realistic synthesis of the default model (its g_s perturbed), exported to a folder on VQZ_MODEL_PATH."""
-    from vqz.codec.export import export_realism
+    from vqz.training.export import export_realism
     from vqz.training.loop import save_checkpoint
 
     folder = tmp_path_factory.mktemp("realistic")
-    perturbed = copy.deepcopy(model.model.g_s)
+    perturbed = copy.deepcopy(torch_model(model).g_s)
     with torch.no_grad():
         torch.manual_seed(0)
         for p in perturbed.parameters():

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from vqz.training.model import torch_model
 import pytest
 import torch
 from PIL import Image
@@ -64,7 +66,7 @@ print(json.dumps(sorted(m for m in ("torch", "onnxruntime", "vqz.codec.weights")
 
 @pytest.mark.parametrize("div", [1, 2, 8, 16, 64])
 def test_padding_is_compressais(div):
-    from vqz.codec.compressai_layers import compute_padding as compressai_padding
+    from vqz.training.compressai_layers import compute_padding as compressai_padding
 
     for height, width in [(1, 1), (7, 9), (8, 8), (17, 33), (512, 768), (1001, 3)]:
         assert compute_padding(height, width, min_div=div) == compressai_padding(height, width, min_div=div)
@@ -81,7 +83,7 @@ def test_padded_input_is_torchs_replicate_padding():
 def test_numpy_quantizer_matches_the_pytorch_quantizer(model):
     rng = np.random.default_rng(0)
     latent = (rng.standard_normal((12, 20, model.config.latent_dim)) * 0.5).astype(np.float32)
-    quantizer = model.model.quantizer
+    quantizer = torch_model(model).quantizer
     expected = quantizer.encode(torch.from_numpy(latent.transpose(2, 0, 1)[None].copy()), 8)[:, 0].numpy()
     indices = quantize(latent, model.codebooks, 8)
     assert (indices != expected).mean() < 1e-3
@@ -112,7 +114,7 @@ def test_runtime_and_pytorch_paths_agree_on_a_crop(model, quality):
         x = torch.from_numpy(to_input(pad_rgb(rgb, model.config.downsampling)))
         from vqz.codec.levels import level_plan
 
-        torch_indices = model.model.encode_indices(x, level_plan(model, quality).stages)[:, 0].numpy()
+        torch_indices = torch_model(model).encode_indices(x, level_plan(model, quality).stages)[:, 0].numpy()
         from vqz.bitstream import unpack
         from vqz.codec.pipeline import decode_indices, synthesize
 
@@ -120,7 +122,7 @@ def test_runtime_and_pytorch_paths_agree_on_a_crop(model, quality):
         runtime_indices = decode_indices(model, header, payloads)
         assert (runtime_indices != torch_indices).mean() <= 1e-3, name
         with torch.no_grad():
-            torch_pixels = model.model.decode_indices_uint8(torch.from_numpy(runtime_indices)[:, None]).numpy()
+            torch_pixels = torch_model(model).decode_indices_uint8(torch.from_numpy(runtime_indices)[:, None]).numpy()
         diff = np.abs(synthesize(model, runtime_indices).astype(int) - torch_pixels.astype(int)).max()
         assert diff <= 1, name
 
@@ -155,9 +157,10 @@ def test_export_traces_any_architecture(tmp_path):
     """A model of another shape (fewer channels, 4x downsampling, 3 stages), random weights:
     the exported graphs on ONNX Runtime compute what the PyTorch network computes."""
     from vqz.codec.config import ModelConfig
-    from vqz.codec.export import export_graphs
-    from vqz.codec.model import VQCodecModel
-    from vqz.codec.weights import load_weights, save_weights
+    from vqz.training.export import export_graphs
+    from vqz.training.model import VQCodecModel
+    from vqz.codec.weights import load_weights
+    from vqz.training.model import save_weights
 
     torch.manual_seed(0)
     config = ModelConfig(channels=16, latent_dim=6, downsampling_log2=2, num_stages=3, codebook_size=8)

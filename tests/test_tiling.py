@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vqz.training.model import torch_model
+
 from vqz.codec.padding import pad_rgb, to_input
 from vqz.codec.tiling import tiled_analysis, tiled_synthesis_uint8, to_uint8
 from vqz.codec.vq import dequantize, quantize
@@ -71,7 +73,7 @@ def test_split_margins_cover_each_parts_receptive_field(model):
     config = model.config
     latent_margin, pixel_margin = split_margins(config)
     d = config.downsampling
-    net = model.model
+    net = torch_model(model)
 
     def reach(part, channels, scale_in, cells=24):
         x = torch.randn(1, channels, cells * scale_in, cells * scale_in, requires_grad=True)

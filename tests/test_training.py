@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from vqz.cli.app import app
 from vqz.codec.config import ModelConfig
-from vqz.codec.model import VQCodecModel
+from vqz.training.model import VQCodecModel
 from vqz.codec.pipeline import decode_bytes, encode_array
-from vqz.codec.train import TrainConfig, validate
+from vqz.training.train import TrainConfig, validate
 from vqz.codec.weights import load_weights
 from vqz.errors import VqzError
 
@@ -100,7 +100,7 @@ def test_unknown_training_options_are_refused(tmp_path: Path) -> None:
 
 
 def test_bf16_falls_back_to_fp32_on_a_cpu_without_native_bf16(monkeypatch, capsys) -> None:
-    from vqz.codec import train as train_module
+    from vqz.training import train as train_module
 
     cpu = torch.device("cpu")
     assert not train_module.autocast_enabled("fp32", cpu)

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+from vqz.training.model import torch_model
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -96,7 +98,7 @@ def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: 
     ``rgb`` ((H, W, 3) uint8, sides multiples of 8) and ``indices`` ((PURE_LEVELS, H/8, W/8) int16) in
     ``folder/<name>.npz``; existing files are kept. Returns the cache files, in ``paths`` order."""
     from vqz.codec import pipeline
-    from vqz.codec.data import load_rgb
+    from vqz.codec.photos import load_rgb
     from vqz.codec.levels import PURE_LEVELS
     from vqz.codec.registry import load_model
 
@@ -122,7 +124,7 @@ def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: 
 
 
 def _split(cfg: RealismTrainConfig) -> tuple[list[Path], list[Path]]:
-    from vqz.codec.data import is_validation, list_images
+    from vqz.codec.photos import is_validation, list_images
 
     files = list_images(Path(cfg.data))
     train = [p for p in files if not is_validation(p.name, cfg.validation_fraction)]
@@ -244,7 +246,7 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
     """Train (or continue) a realistic synthesis; returns the checkpoint path (``<out>/realism.safetensors``)."""
     from vqz.codec.levels import PURE_LEVELS
     from vqz.codec.registry import load_model
-    from vqz.codec.train import PRECISIONS, autocast_enabled
+    from vqz.training.train import PRECISIONS, autocast_enabled
 
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
@@ -269,7 +271,7 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
     codebooks = weights.codebooks
     sampler = CodeSampler(train_items, codebooks, cfg.crop, PURE_LEVELS, cfg.seed)
 
-    faithful = weights.model.g_s.eval()
+    faithful = torch_model(weights).g_s.eval()
     for p in faithful.parameters():
         p.requires_grad_(False)
     generator = copy.deepcopy(faithful).train()
