@@ -78,6 +78,8 @@ def bench_speed(
     repeats: Annotated[int, typer.Option("--repeats", help="Timed runs per measurement; the median is kept.")] = 1,
     out: Annotated[Path, typer.Option("--out", help="Output folder for speed.json and speed.md.")] = Path("bench-results"),
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed per measurement (one worker process).")] = 1800.0,
+    camera: Annotated[Optional[Path], typer.Option("--camera", help="Also a camera-size row: a 13.4-megapixel mosaic of "
+                                                   "this folder's largest photos (never a test set).")] = None,
 ) -> None:
     """Encode/decode seconds and peak memory (RSS high-water of a worker process) on 4K and 8K images.
 
@@ -99,8 +101,9 @@ def bench_speed(
 
     try:
         names = parse_codec_list(codecs)
-        results = run_speed(names, parse_sizes(sizes), out, quality=quality, repeats=repeats,
-                            timeout_s=timeout, on_result=show)
+        size_list = parse_sizes(sizes) if sizes or camera is None else []
+        results = run_speed(names, size_list, out, quality=quality, repeats=repeats,
+                            timeout_s=timeout, on_result=show, camera=camera)
     except VqzError as exc:
         raise _fail(str(exc)) from None
     print(out / "speed.json")

@@ -90,6 +90,7 @@ class SpeedResult:
     coding_rss_mib: float | None
     threads: int | None
     error: str | None = None
+    image: str = "synthetic"  # or "camera": the mosaic of real photos of camera_image
 
 
 def parse_sizes(spec: str) -> list[tuple[int, int]]:
@@ -131,11 +132,13 @@ def _probe(worker_args: list[str], timeout_s: float) -> tuple[int, float]:
 
 
 def measure_speed(codec: str, setting: str, width: int, height: int, repeats: int = 1,
-                  timeout_s: float = 1800.0) -> SpeedResult:
-    """Time and peak memory of ``codec`` at ``setting`` on a ``width`` x ``height`` synthetic image."""
+                  timeout_s: float = 1800.0, camera: Path | None = None) -> SpeedResult:
+    """Time and peak memory of ``codec`` at ``setting`` on a ``width`` x ``height`` synthetic image (or the
+    :func:`camera_image` of the folder ``camera``)."""
     base = ["--codec", codec, "--setting", setting, "--width", str(width), "--height", str(height),
-            "--repeats", str(repeats)]
-    empty = SpeedResult(codec, setting, width, height, None, None, None, None, None, None, None, None)
+            "--repeats", str(repeats)] + (["--camera", str(camera)] if camera else [])
+    empty = SpeedResult(codec, setting, width, height, None, None, None, None, None, None, None, None,
+                        image="camera" if camera else "synthetic")
     with tempfile.TemporaryDirectory(prefix="vqz-speed-") as tmp:
         result_file = Path(tmp) / "result.json"
         try:
@@ -155,6 +158,7 @@ def measure_speed(codec: str, setting: str, width: int, height: int, repeats: in
         decode_s=measured["decode_s"], peak_rss_mib=peak,
         baseline_rss_mib=baseline if rc_base == 0 else None,
         coding_rss_mib=peak - baseline if rc_base == 0 else None, threads=measured["threads"],
+        image="camera" if camera else "synthetic",
     )
 
 
@@ -164,7 +168,8 @@ def _replace(result: SpeedResult, **changes: object) -> SpeedResult:
 
 def run_speed(codec_names: Sequence[str], sizes: Sequence[tuple[int, int]], out_dir: Path, *,
               quality: int | None = None, repeats: int = 1, timeout_s: float = 1800.0,
-              on_result: Callable[[SpeedResult], None] = lambda r: None) -> list[SpeedResult]:
+              on_result: Callable[[SpeedResult], None] = lambda r: None,
+              camera: Path | None = None) -> list[SpeedResult]:
     """Measure every codec on every size; write ``out_dir/speed.json`` and ``out_dir/speed.md``.
 
     ``quality`` picks the setting for all codecs (it must be one of each codec's settings);
@@ -185,9 +190,10 @@ def run_speed(codec_names: Sequence[str], sizes: Sequence[tuple[int, int]], out_
         else:
             raise BenchmarkError(f"`quality` {quality} is not a setting of {name}; valid: {', '.join(choices)}")
     results = []
-    for width, height in sizes:
+    rows = [(w, h, None) for w, h in sizes] + ([(*CAMERA_SIZE, camera)] if camera else [])
+    for width, height, folder in rows:
         for name in codec_names:
-            result = measure_speed(name, settings[name], width, height, repeats, timeout_s)
+            result = measure_speed(name, settings[name], width, height, repeats, timeout_s, folder)
             results.append(result)
             on_result(result)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +211,7 @@ def speed_markdown(results: Sequence[SpeedResult]) -> str:
              "coding RSS (MiB) | threads | error |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
-        lines.append(f"| {r.codec} | {r.setting} | {r.width}x{r.height} | {f(r.bpp, '.4f')} | "
+        lines.append(f"| {r.codec} | {r.setting} | {r.width}x{r.height}{' camera' if r.image == 'camera' else ''} | {f(r.bpp, '.4f')} | "
                      f"{f(r.encode_s, '.2f')} | {f(r.decode_s, '.2f')} | {f(r.peak_rss_mib, '.0f')} | "
                      f"{f(r.coding_rss_mib, '.0f')} | {r.threads if r.threads is not None else '–'} | "
                      f"{r.error or ''} |")
@@ -213,55 +219,10 @@ def speed_markdown(results: Sequence[SpeedResult]) -> str:
     lines.append("Peak RSS: high-water resident memory of the worker process "
                  "(getrusage RUSAGE_CHILDREN in a fresh probe); coding RSS: peak minus a run that "
                  "loads the codec and builds the image but does not code it. "
-                 "hyperprior-untrained has random weights: its timings are the point, not its bpp.")
+                 "hyperprior-untrained has random weights: its timings are the point, not its bpp. "
+                 "A camera row codes a 13.4-megapixel mosaic of real training photos at their own scale "
+                 "(benchmarks.speed.camera_image), the others a synthetic image.")
     return "\n".join(lines) + "\n"
-
-
-def _worker(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m vqz.benchmarks.speed",
-        description="Speed worker: encode+decode one synthetic image; write timings as JSON.")
-    parser.add_argument("--codec", required=True)
-    parser.add_argument("--setting", required=True)
-    parser.add_argument("--width", type=int, required=True)
-    parser.add_argument("--height", type=int, required=True)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--baseline", action="store_true", help="load and build only, do not code")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        import torch
-        from vqz.benchmarks.registry import get_codec
-
-        codec = get_codec(args.codec)
-        setting = {setting_key(s): s for s in codec.settings()}[args.setting]
-        codec.prepare(setting)  # model weights count in the baseline, not as coding memory
-        img = synthetic_image(args.width, args.height)
-        result: dict[str, object] = {"threads": torch.get_num_threads()}
-        if not args.baseline:
-            enc, dec, size = [], [], 0
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                data = codec.encode(img, setting)
-                t1 = time.perf_counter()
-                decoded = codec.decode(data)
-                t2 = time.perf_counter()
-                if decoded.shape != img.shape:
-                    raise BenchmarkError(f"decoded shape {decoded.shape} != {img.shape}")
-                enc.append(t1 - t0)
-                dec.append(t2 - t1)
-                size = len(data)
-                del data, decoded
-            result.update(bytes=size, encode_s=statistics.median(enc), decode_s=statistics.median(dec))
-        args.out.write_text(json.dumps(result))
-    except Exception as exc:  # reported to the parent through a side file, one line
-        args.out.with_suffix(".err").write_text(f"{type(exc).__name__}: {exc}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker())
 
 
 #: (width, height) of the camera-size row: a 13.4-megapixel 4:3 photo, as phones and cameras write
@@ -295,3 +256,52 @@ def camera_image(folder: Path, width: int = CAMERA_SIZE[0], height: int = CAMERA
             y, x = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
             canvas[top : top + h, left : left + w] = image[y : y + h, x : x + w]
     return canvas
+
+
+def _worker(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vqz.benchmarks.speed",
+        description="Speed worker: encode+decode one synthetic image; write timings as JSON.")
+    parser.add_argument("--codec", required=True)
+    parser.add_argument("--setting", required=True)
+    parser.add_argument("--width", type=int, required=True)
+    parser.add_argument("--height", type=int, required=True)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--baseline", action="store_true", help="load and build only, do not code")
+    parser.add_argument("--camera", type=Path, help="code the camera-size mosaic of this folder's photos instead")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        import torch
+        from vqz.benchmarks.registry import get_codec
+
+        codec = get_codec(args.codec)
+        setting = {setting_key(s): s for s in codec.settings()}[args.setting]
+        codec.prepare(setting)  # model weights count in the baseline, not as coding memory
+        img = camera_image(args.camera, args.width, args.height) if args.camera else synthetic_image(args.width, args.height)
+        result: dict[str, object] = {"threads": torch.get_num_threads()}
+        if not args.baseline:
+            enc, dec, size = [], [], 0
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                data = codec.encode(img, setting)
+                t1 = time.perf_counter()
+                decoded = codec.decode(data)
+                t2 = time.perf_counter()
+                if decoded.shape != img.shape:
+                    raise BenchmarkError(f"decoded shape {decoded.shape} != {img.shape}")
+                enc.append(t1 - t0)
+                dec.append(t2 - t1)
+                size = len(data)
+                del data, decoded
+            result.update(bytes=size, encode_s=statistics.median(enc), decode_s=statistics.median(dec))
+        args.out.write_text(json.dumps(result))
+    except Exception as exc:  # reported to the parent through a side file, one line
+        args.out.with_suffix(".err").write_text(f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker())
+

@@ -1,0 +1,94 @@
+"""Whole commands on a camera-size photo: vqz encode / decode against AVIF, WebP and JPEG (Pillow), one run.
+
+Each command runs in its own process under ``/usr/bin/time``: wall seconds, CPU seconds (user + system)
+and peak resident memory. vqz runs as a user runs it (``vqz encode photo.png -q Q -o x.vqz``,
+``vqz decode x.vqz -o x.png``); the classic codecs as the equivalent Pillow one-liners (encode the PNG at
+``--classic-quality``; decode to PNG at the same zlib level as vqz's output). The photo is
+:func:`vqz.benchmarks.speed.camera_image` of a folder (a mosaic of real photos, never a test set) or a
+given file. ``--vqz`` names another ``vqz`` executable to time beside (e.g. an older version's).
+
+    python -m vqz.benchmarks.camera --folder ../shared/data/train --out benchmarks/results/camera
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ENCODE = "from PIL import Image; Image.open({src!r}).save({dst!r}, {fmt!r}, quality={q}{extra})"
+DECODE = "from PIL import Image; Image.open({src!r}).convert('RGB').save({dst!r}, compress_level={level})"
+EXTRA = {"AVIF": ", speed=6, subsampling='4:2:0'", "WEBP": ", method=4", "JPEG": ""}
+
+
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MiB) of one command."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        subprocess.run(["/usr/bin/time", "-o", report.name, "-f", "%e %U %S %M", *command], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall, user, system, kib = report.read().split()[-4:]
+    return float(wall), float(user) + float(system), int(kib) / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, help="make the photo from this folder (camera_image)")
+    parser.add_argument("--photo", type=Path, help="or time this photo")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--quality", type=int, default=4, help="vqz level")
+    parser.add_argument("--classic-quality", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--vqz", action="append", default=[], help="label=path of another vqz executable to time")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="vqz-camera-"))
+    photo = args.photo
+    if photo is None:
+        import numpy as np
+        from PIL import Image
+
+        from vqz.benchmarks.speed import camera_image
+
+        photo = work / "camera.png"
+        Image.fromarray(np.ascontiguousarray(camera_image(args.folder))).save(photo)
+    executables = [("vqz", str(Path(sys.executable).with_name("vqz")))] + [tuple(v.split("=", 1)) for v in args.vqz]
+    rows = []
+    for label, exe in executables:
+        coded = work / f"{label}.vqz"
+        for step, command in (("encode", [exe, "encode", str(photo), "-q", str(args.quality), "-o", str(coded), "--force"]),
+                              ("decode", [exe, "decode", str(coded), "-o", str(work / f"{label}.png"), "--force"])):
+            runs = [timed(command) for _ in range(args.repeats)]
+            rows.append((label, step, runs, coded.stat().st_size))
+    for fmt in ("AVIF", "WEBP", "JPEG"):
+        coded = work / f"x.{fmt.lower()}"
+        enc = ENCODE.format(src=str(photo), dst=str(coded), fmt=fmt, q=args.classic_quality, extra=EXTRA[fmt])
+        dec = DECODE.format(src=str(coded), dst=str(work / f"{fmt}.png"), level=1)
+        for step, code in (("encode", enc), ("decode", dec)):
+            runs = [timed([sys.executable, "-c", code]) for _ in range(args.repeats)]
+            rows.append((fmt, step, runs, coded.stat().st_size))
+    from PIL import Image
+
+    with Image.open(photo) as im:
+        size = f"{im.width}x{im.height}"
+        pixels = im.width * im.height
+    lines = [f"Whole commands on a {size} photo ({pixels / 1e6:.1f} MP), {os.cpu_count()} CPUs, median of {args.repeats}:",
+             "", "| codec | command | wall (s) | CPU (s) | CPU / wall | peak RSS (MiB) | file bytes | bpp |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, step, runs, nbytes in rows:
+        wall = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        rss = max(r[2] for r in runs)
+        lines.append(f"| {label} | {step} | {wall:.2f} | {cpu:.2f} | {cpu / wall:.2f} | {rss:.0f} | {nbytes} | "
+                     f"{nbytes * 8 / pixels:.3f} |")
+    lines += ["", f"vqz at -q {args.quality}; AVIF (speed 6, 4:2:0), WebP (method 4) and JPEG at quality "
+              f"{args.classic_quality} through Pillow; every decode writes PNG at zlib level 1."]
+    (args.out / "camera.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
