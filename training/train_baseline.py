@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import time
 import tomllib
 from dataclasses import asdict, dataclass, fields
@@ -103,6 +104,8 @@ class BaselineTrainConfig:
     checkpoint_minutes: float = 5.0
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    precision: str = "fp32"  # "bf16": the transforms under bf16 autocast; the entropy models stay float32
+    snapshot_steps: tuple[int, ...] = ()  # also keep the checkpoint of these steps (checkpoint-<step>.safetensors)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -110,7 +113,7 @@ class BaselineTrainConfig:
         numbers = {"lmbda": float, "lr": float, "aux_lr": float, "lr_final_fraction": float, "clip_max_norm": float,
                    "validation_fraction": float, "checkpoint_minutes": float,
                    "N": int, "M": int, "crop": int, "batch": int, "steps": int, "validate_every": int,
-                   "seed": int, "threads": int}
+                   "seed": int, "threads": int}  # precision: a string, checked below
         for name, kind in numbers.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
@@ -119,6 +122,11 @@ class BaselineTrainConfig:
         for name in ("lmbda", "lr", "aux_lr", "N", "M", "crop", "batch", "steps", "validate_every", "checkpoint_minutes"):
             if getattr(self, name) <= 0:
                 raise VqzError(f"`{name}` must be positive, got {getattr(self, name)}")
+        if not isinstance(self.snapshot_steps, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in self.snapshot_steps):
+            raise VqzError(f"`snapshot_steps` must be a list of positive step numbers, got {self.snapshot_steps!r}")
+        object.__setattr__(self, "snapshot_steps", tuple(self.snapshot_steps))
+        if self.precision not in ("fp32", "bf16"):
+            raise VqzError(f"`precision` must be fp32 or bf16, got {self.precision!r}")
         if not 0 <= self.validation_fraction < 1:
             raise VqzError(f"`validation_fraction` must be in [0, 1), got {self.validation_fraction}")
         if self.crop % DOWNSAMPLING[self.family]:
@@ -150,6 +158,23 @@ def build_model(family: str, N: int, M: int) -> torch.nn.Module:
     if family not in FAMILIES:
         raise VqzError(f"unknown baseline family {family!r}; known: {', '.join(FAMILIES)}")
     return getattr(models, FAMILIES[family])(N, M)
+
+
+def keep_entropy_models_float32(model: torch.nn.Module) -> None:
+    """Run every entropy model of ``model`` (EntropyBottleneck, GaussianConditional) in float32 with autocast off,
+    whatever the precision around it: likelihoods in bf16 (8 bits of mantissa) would misestimate the rate."""
+    from compressai.entropy_models import EntropyModel
+
+    for module in model.modules():
+        if isinstance(module, EntropyModel):
+            forward = module.forward
+
+            def float32_forward(*args, _forward=forward, **kwargs):
+                args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+                with torch.autocast(device_type="cpu", enabled=False), torch.autocast(device_type="cuda", enabled=False):
+                    return _forward(*args, **kwargs)
+
+            module.forward = float32_forward
 
 
 def rate_distortion_loss(output: dict[str, Any], target: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
@@ -279,6 +304,10 @@ def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: 
         raise VqzError(f"{config.data}: {exc}") from exc
 
     model = build_model(config.family, config.N, config.M).to(device)
+    keep_entropy_models_float32(model)
+    from vqz.training.train import autocast_enabled
+
+    use_bf16 = autocast_enabled(config.precision, device)
     main_parameters, aux_parameters = _parameter_groups(model)
     optimizer = torch.optim.Adam(main_parameters, lr=config.lr)
     aux_optimizer = torch.optim.Adam(aux_parameters, lr=config.aux_lr)
@@ -310,7 +339,10 @@ def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: 
             x = sampler.sample(config.batch).to(device)
             optimizer.zero_grad(set_to_none=True)
             aux_optimizer.zero_grad(set_to_none=True)
-            terms = rate_distortion_loss(model(x), x, config.lmbda)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                output = model(x)
+            output["x_hat"] = output["x_hat"].float()
+            terms = rate_distortion_loss(output, x, config.lmbda)
             terms["loss"].backward()
             if config.clip_max_norm > 0:
                 torch.nn.utils.clip_grad_norm_(main_parameters, config.clip_max_norm)
@@ -338,9 +370,11 @@ def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: 
                 log.flush()
                 totals = dict.fromkeys(totals, 0.0)
                 count = 0
-            if is_last or time.time() - last_checkpoint > config.checkpoint_minutes * 60:
+            if is_last or step in config.snapshot_steps or time.time() - last_checkpoint > config.checkpoint_minutes * 60:
                 _save_checkpoint(checkpoint, model, optimizers, step, config)
                 last_checkpoint = time.time()
+                if step in config.snapshot_steps:
+                    shutil.copyfile(checkpoint, out / f"checkpoint-{step}.safetensors")
     return checkpoint
 
 
