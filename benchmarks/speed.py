@@ -193,7 +193,8 @@ def run_speed(codec_names: Sequence[str], sizes: Sequence[tuple[int, int]], out_
     rows = [(w, h, None) for w, h in sizes] + ([(*CAMERA_SIZE, camera)] if camera else [])
     for width, height, folder in rows:
         for name in codec_names:
-            result = measure_speed(name, settings[name], width, height, repeats, timeout_s, folder)
+            result = measure_speed(name, settings[name], width, height, repeats, timeout_s,
+                                   **({"camera": folder} if folder else {}))
             results.append(result)
             on_result(result)
     out_dir.mkdir(parents=True, exist_ok=True)

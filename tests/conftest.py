@@ -13,6 +13,14 @@ KODAK = SHARED / "data" / "kodak"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """One loud line when ../shared (Kodak, the training photos, published curves) is missing: the tests
+    that read it are skipped, and the run checks less than it seems to."""
+    if SHARED.is_dir():
+        return [f"shared data: {SHARED}"]
+    return [f"WARNING: {SHARED} is missing: every test that reads Kodak or the training photos is SKIPPED"]
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Refuse to run while scripts/gpu_bundle.py has moved the weights and checkpoints out of the tree."""
     stash = ROOT / ".device-stash"

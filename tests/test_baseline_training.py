@@ -20,7 +20,7 @@ from vqz.benchmarks.errors import BenchmarkError, CodecUnavailable
 from vqz.benchmarks.runner import measure
 
 from vqz.cli.app import app
-from vqz.training.data import is_validation
+from vqz.codec.photos import is_validation
 from vqz.training.train_baseline import BaselineTrainConfig, export_baseline, read_baseline_info, train_baseline
 from vqz.errors import VqzError
 
@@ -192,9 +192,30 @@ def test_the_baseline_configs_have_the_default_models_budget(family: str) -> Non
     default = tomllib.loads((ROOT / "configs" / "default.toml").read_text())
     config = BaselineTrainConfig.from_toml(ROOT / "configs" / f"baseline-{family}.toml")
     assert config.family == f"bmshj2018-{family}"
-    for key in ("data", "crop", "batch", "steps", "seed"):
+    for key in ("data", "crop", "batch", "seed"):
         assert getattr(config, key) == default[key], key
+    # the training pixels of vqz-rvq16b-f8's lineage: vqz-rvq8-f8's 15000 steps and the rvq16 line's 10853, rounded
+    assert config.steps == 25900 and config.batch == 16 and config.crop == 128
+    assert config.precision == "bf16" and config.snapshot_steps == (3237, 6475, 12950)
     assert config.out == f"runs/bmshj2018-{family}-0.0067"
+
+
+def test_bf16_training_keeps_the_entropy_models_in_float32() -> None:
+    import torch
+
+    from vqz.training.train_baseline import build_model, keep_entropy_models_float32
+
+    torch.manual_seed(0)
+    model = build_model("bmshj2018-hyperprior", 32, 48)
+    keep_entropy_models_float32(model)
+    x = torch.rand(2, 3, 64, 64)
+    reference = model(x)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        mixed = model(x)
+    for name in ("y", "z"):
+        assert mixed["likelihoods"][name].dtype == torch.float32
+    # z's likelihoods depend only on the float32 entropy bottleneck after the (bf16) transforms
+    assert torch.allclose(mixed["likelihoods"]["z"].log().sum(), reference["likelihoods"]["z"].log().sum(), rtol=0.05)
 
 
 @pytest.mark.parametrize("changes, message", [

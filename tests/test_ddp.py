@@ -100,6 +100,7 @@ def runs(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     return {"one": root / "one", "two": root / "two", "root": root, "data": data_dir}
 
 
+@pytest.mark.slow  # torchrun: two training processes
 def test_two_processes_end_with_the_weights_and_codebooks_of_one(runs: dict[str, Path]) -> None:
     # every rank's replicas were compared (bit for bit) at each log row and at the end: the run
     # would have failed otherwise; here rank 0's result against the 1-process run
@@ -111,6 +112,7 @@ def test_two_processes_end_with_the_weights_and_codebooks_of_one(runs: dict[str,
         assert abs(float(a["loss"]) - float(b["loss"])) < 1e-5
 
 
+@pytest.mark.slow  # torchrun: two training processes
 def test_resume_continues_the_curve_on_any_number_of_processes(runs: dict[str, Path]) -> None:
     root = runs["root"]
     reference = root / "one-to-one"

@@ -62,6 +62,7 @@ def _wheel(folder: Path) -> Path:
     return folder / name
 
 
+@pytest.mark.slow  # runs the one-shot GPU script end to end on the CPU
 def test_the_one_shot_script_trains_exports_and_packs_weights_that_code_images(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -130,6 +131,7 @@ def test_a_time_budget_ends_the_decay_with_the_time() -> None:
     assert learning_rate(config, 800, 0.1) == learning_rate(config, 800)  # the step share leads: as without a budget
 
 
+@pytest.mark.slow  # runs the one-shot GPU script end to end on the CPU
 def test_a_failing_run_still_packs_its_log(tmp_path: Path) -> None:
     pack = tmp_path / "pack"
     result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_oneshot.sh"), "--checkpoint", str(tmp_path / "absent.safetensors"),

@@ -162,3 +162,36 @@ def test_models_lists_the_realistic_synthesis(with_realistic):
 
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0 and "test-real" in result.output
+
+
+@pytest.mark.slow  # codes images with the model and trains (a few seconds)
+def test_realism_training_runs_resumes_logs_and_exports(tmp_path, monkeypatch):
+    import csv
+
+    from conftest import write_training_images
+    from vqz.training.export import export_realism
+    from vqz.training.realism import RealismTrainConfig, train_realism
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    write_training_images(data, 0.05)
+    cfg = RealismTrainConfig(data=str(data), out=str(tmp_path / "run"), steps=4, batch=2, crop=32, d_warmup=1,
+                             checkpoint_every=2, validate_every=2, heldout_crop=32, energy_weight=0.1,
+                             precision="fp32")
+    checkpoint = train_realism(cfg, log=lambda message: None)
+    cfg.steps = 6
+    train_realism(cfg, resume=True, log=lambda message: None)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [r["step"] for r in rows] == ["0", "2", "4", "6"]
+    assert all(float(r["psnr_r1_k1"]) > 10 for r in rows)
+    paths = export_realism(checkpoint, tmp_path / "real.safetensors", "tiny-real")
+    assert [p.name for p in paths] == ["real.safetensors", "real.synthesis.onnx", "real.synthesis-head.onnx",
+                                       "real.synthesis-tail.onnx"]
+    monkeypatch.setenv("VQZ_MODEL_PATH", str(tmp_path))
+    realism_module._installed.cache_clear()
+    try:
+        data_bytes = vqz.encode(photo_crop(), quality=1)
+        assert vqz.realism_applies(data_bytes)
+        assert vqz.decode_array(data_bytes, realism=1.0).shape == photo_crop().shape
+    finally:
+        realism_module._installed.cache_clear()
