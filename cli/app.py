@@ -31,6 +31,7 @@ COMMANDS = {
     "train-postfilter": ("vqz.training.cli", "train_postfilter"),
     "export-postfilter": ("vqz.training.cli", "export_postfilter"),
     "train-realism": ("vqz.training.cli", "train_realism"),
+    "export-realism": ("vqz.training.cli", "export_realism"),
     # the benchmark suite's commands, listed when the suite imports
     "bench": ("vqz.benchmarks.cli", "bench"),
     "bench-speed": ("vqz.benchmarks.cli", "bench_speed"),

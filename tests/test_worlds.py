@@ -48,3 +48,30 @@ def test_the_training_world_is_its_own_package():
     names = {p.stem for p in (ROOT / "training").glob("*.py")}
     assert {"train", "model", "export", "realism", "loop", "cli"} <= names
     assert not {"train", "model", "export", "quantizer"} & {p.stem for p in (ROOT / "codec").glob("*.py")}
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """pyproject maps each top-level folder into vqz.*: a subfolder with an __init__.py must be listed too, or
+    a regular install silently lacks it."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping, packages = project["package-dir"], set(project["packages"])
+    for name, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            package = ".".join([name, *relative.parts]) if relative.parts else name
+            assert package in packages, f"{init.parent} is not packaged as {package}"
+
+
+def test_import_vqz_from_the_checkout_root_without_the_editable_finder():
+    """As with a regular install, started in the repository root: the root's vqz/ is found first and must
+    reach the other parts of the package."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+            "import vqz.bitstream, vqz.codec.pipeline, vqz.cli.app; print(vqz.bitstream.__file__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == str(ROOT / "bitstream" / "__init__.py")

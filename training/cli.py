@@ -270,3 +270,28 @@ def train_realism(
         error(Path(cfg.out), str(exc))
         raise typer.Exit(1)
     typer.echo(f"checkpoint: {checkpoint}")
+
+
+def export_realism(
+    source: Annotated[Path, typer.Argument(help="A realistic synthesis training checkpoint (RUN/realism.safetensors).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors); its graphs go beside it.")],
+    realism_id: Annotated[str, typer.Option("--id", help="The realistic synthesis' name.")] = "vqz-real1",
+    model: Annotated[Optional[str], typer.Option("--model", help="The installed model it was trained for (default: the one in the checkpoint's config).")] = None,
+) -> None:
+    """Ship a trained realistic synthesis: its weights (safetensors, g_s tensors) and ONNX graphs for the runtime.
+
+    The file names its model by weights hash; `vqz decode --realism R` finds it by that hash.
+
+    Example: vqz export-realism runs/realism/realism.safetensors -o codec/weights/vqz-real1.safetensors --id vqz-real1
+    """
+    require("train")
+    from vqz.training.export import export_realism as run
+
+    if not MODEL_ID_PATTERN.fullmatch(realism_id):
+        raise typer.BadParameter(f"{realism_id!r}: an id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--id")
+    try:
+        for path in run(source, output, realism_id, model):
+            typer.echo(f"wrote {path}")
+    except (VqzError, OSError, KeyError, RuntimeError) as exc:
+        error(source, f"cannot export a realistic synthesis from it ({exc})")
+        raise typer.Exit(1)

@@ -11,9 +11,18 @@ The public API (``encode``, ``decode``, ``decode_array``, ``read_info``, ``load_
 
 from __future__ import annotations
 
+import os as _os
 from typing import Any
 
-from vqz import pillow_plugin as _pillow_plugin
+# In a source checkout the other parts of the package (codec/, bitstream/, cli/, training/, benchmarks/) sit
+# beside this folder and are mapped into vqz.* by pyproject's package-dir. Python started in the checkout's
+# root finds this folder before any installed vqz, so make those parts importable from here too.
+_checkout = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _os.path.isfile(_os.path.join(_checkout, "bitstream", "__init__.py")) and not _os.path.isdir(
+        _os.path.join(_os.path.dirname(__file__), "bitstream")):
+    __path__.append(_checkout)  # noqa: F821 (the package's own __path__)
+
+from vqz import pillow_plugin as _pillow_plugin  # noqa: E402
 from vqz.errors import FormatError, ImageError, ModelError, VqzError
 
 __version__ = "0.1.0"
