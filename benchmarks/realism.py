@@ -116,9 +116,10 @@ def run(paths: list[Path], levels: list[int], realisms: list[float], out: Path, 
         writer.writeheader()
         for row in rows:
             writer.writerow({k: f"{v:.5f}" if isinstance(v, float) else v for k, v in row.items()})
-    (out / "summary.md").write_text(summary(rows, len(paths)))
+    table = summary(rows, len(paths))
+    (out / "summary.md").write_text(table)
     if crops:
-        write_crop_sheet(out, crops)
+        write_crop_sheet(out, crops, table)
     return rows
 
 
@@ -142,14 +143,27 @@ def _order(variant: str) -> tuple[int, str]:
     return (0 if variant.startswith("vqz") else 1, variant)
 
 
-def write_crop_sheet(out: Path, crops: list) -> None:
-    """``crop_sheet.html`` and its PNG crops in ``out/crops``: one row per image and level, 1:1."""
+def summary_html(markdown: str) -> str:
+    """The table of :func:`summary` as HTML (the crop sheet's header)."""
+    rows = [line.strip("|").split("|") for line in markdown.splitlines() if line.startswith("|") and "---" not in line]
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table class='summary'><tr>{head}</tr>{body}</table>"
+
+
+def write_crop_sheet(out: Path, crops: list, table: str = "") -> None:
+    """``crop_sheet.html`` and its PNG crops in ``out/crops``: one row per image and level, 1:1, below the
+    summary ``table`` (markdown of :func:`summary`) when given."""
     folder = out / "crops"
     folder.mkdir(exist_ok=True)
     parts = ["<!doctype html><meta charset='utf-8'><title>vqz crop sheet</title>",
-             "<style>body{font:14px sans-serif;background:#222;color:#ddd}td{padding:4px;vertical-align:top}"
+             "<style>body{font:14px sans-serif;background:#222;color:#ddd}td,th{padding:4px;vertical-align:top}"
+             ".summary td,.summary th{border-bottom:1px solid #555;text-align:right}"
              "img{image-rendering:pixelated;display:block}</style>",
              "<h1>Crop sheet: vqz at each realism, WebP and AVIF at matched bytes, 1:1</h1>",
+             summary_html(table), "<p>" + html.escape(table.split("\n")[0]) + "</p>" if table else "",
              f"<p>Each crop is the {CROP}x{CROP} window with the most fine detail in the original. Under each: bytes of "
              "the whole file, PSNR (dB), ColorVideoVDP JOD, fine-detail energy kept.</p><table>"]
     for stem, level, (top, left), ref, variants, scores in crops:
@@ -199,11 +213,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", default="1,2,3,4")
     parser.add_argument("--realism", default="0,1", help="realism values to decode vqz files at")
     parser.add_argument("--limit", type=int, default=0, help="at most this many images (0: all)")
+    parser.add_argument("--shard", default="0/1", help="I/N: every N-th image from the I-th (parallel runs into "
+                                                     "separate --out folders; merge their rows.csv with --merge)")
+    parser.add_argument("--merge", nargs="*", type=Path, default=[], help="rows.csv files to merge into --out "
+                                                                          "(summary only, nothing is measured)")
     parser.add_argument("--crop-sheet", default="", help="comma-separated image stems for the crop sheet")
     parser.add_argument("--sheet-levels", default="1,2")
     parser.add_argument("--timing", type=int, default=0, help="also time whole-command decodes of the first image, "
                                                              "this many repeats")
     args = parser.parse_args(argv)
+    if args.merge:
+        rows = [dict(r) for path in args.merge for r in csv.DictReader(open(path))]
+        for row in rows:
+            row["level"] = int(row["level"])
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / "rows.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, COLUMNS)
+            writer.writeheader()
+            writer.writerows(sorted(rows, key=lambda r: (r["image"], r["level"], _order(r["variant"]))))
+        (args.out / "summary.md").write_text(summary(rows, len({r["image"] for r in rows})))
+        return
     import torch
 
     torch.set_num_threads(1)
@@ -214,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
         paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     if args.limit:
         paths = paths[: args.limit]
+    index, count = (int(v) for v in args.shard.split("/"))
+    paths = paths[index::count]
     levels = [int(v) for v in args.levels.split(",")]
     realisms = [float(v) for v in args.realism.split(",")]
     run(paths, levels, realisms, args.out, set(filter(None, args.crop_sheet.split(","))),

@@ -58,3 +58,15 @@ def load_split(folder: Path, validation_fraction: float) -> tuple[list[np.ndarra
         else:
             train.append(load_rgb(path))
     return train, validation, names
+
+
+def split_paths(folder: Path, fraction: float, images: int, heldout: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """The photos of ``folder`` a trainer of decoder parts codes: up to ``images`` of the training split (a
+    random subset, ``seed``) and ``heldout`` of the held-out split of ``fraction``, evenly spaced by name."""
+    files = list_images(Path(folder))
+    train = [p for p in files if not is_validation(p.name, fraction)]
+    held = [p for p in files if is_validation(p.name, fraction)]
+    rng = np.random.default_rng(seed)
+    train = [train[i] for i in rng.permutation(len(train))[:images]]
+    held = [held[i] for i in np.linspace(0, len(held) - 1, min(heldout, len(held))).astype(int)]
+    return train, held

@@ -124,15 +124,9 @@ def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: 
 
 
 def _split(cfg: RealismTrainConfig) -> tuple[list[Path], list[Path]]:
-    from vqz.codec.photos import is_validation, list_images
+    from vqz.training.data import split_paths
 
-    files = list_images(Path(cfg.data))
-    train = [p for p in files if not is_validation(p.name, cfg.validation_fraction)]
-    held = [p for p in files if is_validation(p.name, cfg.validation_fraction)]
-    rng = np.random.default_rng(cfg.seed)
-    train = [train[i] for i in rng.permutation(len(train))[: cfg.images]]
-    held = [held[i] for i in np.linspace(0, len(held) - 1, min(cfg.heldout_images, len(held))).astype(int)]
-    return train, held
+    return split_paths(Path(cfg.data), cfg.validation_fraction, cfg.images, cfg.heldout_images, cfg.seed)
 
 
 class CodeSampler:

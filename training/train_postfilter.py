@@ -114,15 +114,9 @@ def make_pairs(model: str | None, paths: list[Path], folder: Path, steps: list[f
 
 
 def _split(cfg: PostFilterTrainConfig) -> tuple[list[Path], list[Path]]:
-    from vqz.codec.photos import is_validation, list_images
+    from vqz.training.data import split_paths
 
-    files = list_images(Path(cfg.data))
-    train = [p for p in files if not is_validation(p.name, cfg.validation_fraction)]
-    held = [p for p in files if is_validation(p.name, cfg.validation_fraction)]
-    rng = np.random.default_rng(cfg.seed)
-    train = [train[i] for i in rng.permutation(len(train))[: cfg.images]]
-    held = [held[i] for i in np.linspace(0, len(held) - 1, min(cfg.heldout_images, len(held))).astype(int)]
-    return train, held
+    return split_paths(Path(cfg.data), cfg.validation_fraction, cfg.images, cfg.heldout_images, cfg.seed)
 
 
 def _load(paths: list[Path], extra: list[Path] | None = None) -> list[dict[str, np.ndarray]]:
