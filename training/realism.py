@@ -72,6 +72,7 @@ class RealismTrainConfig:
     seed: int = 0
     precision: str = "bf16"
     cache: str | None = None  # folder of the coded images (default <out>/codes); runs of one model can share it
+    keep_validated: bool = False  # keep a copy of the checkpoint of every validated step (realism-<step>.safetensors)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RealismTrainConfig":
@@ -334,6 +335,8 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             save_checkpoint(checkpoint, parts, done, asdict(cfg))
         if done % cfg.validate_every == 0 or done == cfg.steps:
+            if cfg.keep_validated:
+                save_checkpoint(out / f"realism-{done}.safetensors", parts, done, asdict(cfg))
             r1 = validate(generator, held, codebooks, cfg.heldout_crop, PURE_LEVELS)
             r05 = validate(interpolate(faithful, generator, 0.5), held, codebooks, cfg.heldout_crop, PURE_LEVELS)
             minutes = (time.time() - started) / 60
