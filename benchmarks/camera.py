@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ENCODE = "from PIL import Image; Image.open({src!r}).save({dst!r}, {fmt!r}, quality={q}{extra})"
@@ -34,6 +35,40 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     return float(wall), float(user) + float(system), int(kib) / 1024
 
 
+def transform_rates(photo: Path, small: Path, quality: int, repeats: int = 3) -> str:
+    """Markdown: microseconds per pixel of the analysis and of the synthesis (the level's stages) on ``photo`` and
+    on ``small``, model loaded, best of ``repeats``, in one process."""
+    import numpy as np
+    from PIL import Image
+
+    from vqz.codec import pipeline
+    from vqz.codec.levels import level_plan
+    from vqz.codec.registry import load_model
+
+    weights = load_model()
+    stages = level_plan(weights, quality).stages
+    lines = ["| image | pixels | analysis (µs/pixel) | synthesis (µs/pixel) |", "|---|---|---|---|"]
+    rates = []
+    for path in (small, photo):
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        pixels = rgb.shape[0] * rgb.shape[1]
+        best_a = best_s = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            latent = pipeline.encode_latent(weights, rgb)
+            t1 = time.perf_counter()
+            indices = pipeline.quantize_latent(weights, latent, stages)
+            t2 = time.perf_counter()
+            pipeline.render(weights, indices, *rgb.shape[:2])
+            t3 = time.perf_counter()
+            best_a, best_s = min(best_a, t1 - t0), min(best_s, t3 - t2)
+        rates.append((best_a / pixels * 1e6, best_s / pixels * 1e6))
+        lines.append(f"| {path.name} | {pixels} | {rates[-1][0]:.3f} | {rates[-1][1]:.3f} |")
+    lines.append(f"| ratio large / small | | {rates[1][0] / rates[0][0]:.2f} | {rates[1][1] / rates[0][1]:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, help="make the photo from this folder (camera_image)")
@@ -43,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classic-quality", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--vqz", action="append", default=[], help="label=path of another vqz executable to time")
+    parser.add_argument("--small", type=Path, help="a small image (e.g. a Kodak image) for the per-pixel comparison of "
+                                                  "the transforms (analysis, synthesis; model loaded, same process)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="vqz-camera-"))
@@ -86,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"{nbytes * 8 / pixels:.3f} |")
     lines += ["", f"vqz at -q {args.quality}; AVIF (speed 6, 4:2:0), WebP (method 4) and JPEG at quality "
               f"{args.classic_quality} through Pillow; every decode writes PNG at zlib level 1."]
+    if args.small:
+        lines += ["", transform_rates(photo, args.small, args.quality)]
     (args.out / "camera.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
