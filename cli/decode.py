@@ -39,19 +39,18 @@ class DecodeTask:
 def decode_one(task: DecodeTask) -> tuple[bytes, tuple[str, ...]]:
     """Decode one file to the bytes of an image file carrying the file's EXIF, XMP and ICC
     profile, and the warnings to report (runs in a worker when --workers > 1)."""
-    from vqz.api import decode_array, realism_applies
+    from vqz.api import decode_file
     from vqz.codec.image import encode_image_bytes
-    from vqz.codec.metadata import read_metadata
 
     data = task.source if isinstance(task.source, bytes) else read_input(task.source)
-    pixels = decode_array(data, task.stages, task.realism)
+    decoded = decode_file(data, task.stages, task.realism)  # the file is parsed once
     notes = []
-    if task.realism > 0 and not realism_applies(data, task.stages):
+    if task.realism > 0 and decoded.realism == 0:
         notes.append("decoded at realism 0: realism applies to stage-only levels (1-4) of a model with a "
                      "realistic synthesis (`vqz models` lists them)")
     with warnings.catch_warnings(record=True) as caught:  # e.g. BMP cannot carry the ICC profile
         warnings.simplefilter("always")
-        image_bytes = encode_image_bytes(pixels, task.format_name, read_metadata(data), task.png_level)
+        image_bytes = encode_image_bytes(decoded.pixels, task.format_name, decoded.metadata, task.png_level)
     return image_bytes, tuple(dict.fromkeys([*notes, *(str(w.message) for w in caught)]))
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vqz.bitstream import Header, PostFilterRef, decode_alpha, encode_alpha, pack, unpack_file
+from vqz.bitstream import Header, PostFilterRef, VqzFile, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS, Transform
 from vqz.codec.levels import (PURE_LEVELS, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan,
                               level_plan, level_plans, stage_strength)
@@ -297,14 +297,21 @@ def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None,
 def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
                  max_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
                  realism: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
-    """``.vqz`` bytes -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None).
+    """``.vqz`` bytes -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None): :func:`decode_parsed`."""
+    rgb, alpha, _ = decode_parsed(weights, unpack_file(data), stages, max_pixels, realism)
+    return rgb, alpha
+
+
+def decode_parsed(weights: LoadedWeights, parsed: VqzFile, stages: int | None = None,
+                  max_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
+                  realism: float = 0.0) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """A parsed ``.vqz`` file -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None, the realism used).
 
     Files declaring more than ``max_pixels`` pixels are refused before any decoding. ``realism``
     (in [0, 1], from :func:`vqz.codec.realism.check_realism`): 0 is the model's own decoder; above,
     the model's realistic synthesis where one is installed and the file has no residual layer in use
-    (:mod:`vqz.codec.realism`); otherwise it is ignored (:func:`realism_used` says which).
+    (:mod:`vqz.codec.realism`); otherwise 0 is used (:func:`realism_used`).
     """
-    parsed = unpack_file(data)
     header, payloads = parsed.header, parsed.payloads
     if header.width * header.height > max_pixels:
         raise FormatError(f"{header.width}x{header.height} image exceeds the decoder's cap of {max_pixels} pixels")
@@ -323,7 +330,7 @@ def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
         filtered = postfilter_for_ref(header.postfilter).apply(rgb, header.postfilter.strength)
         rgb = blend_postfilter(rgb, filtered, realism)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
-    return rgb, alpha
+    return rgb, alpha, realism
 
 
 def realism_used(weights: LoadedWeights, has_residual: bool, realism: float) -> float:

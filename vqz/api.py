@@ -16,13 +16,13 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import Image
 
-from vqz.bitstream import unpack, unpack_file
+from vqz.bitstream import unpack_file
 from vqz.codec import metadata as _metadata
 from vqz.codec.image import DEFAULT_MAX_PIXELS, ImageInput, read_image
 from vqz.fileinfo import MAX_FILE_BYTES, VqzInfo, VqzInput, pillow_info, read_info
@@ -161,17 +161,36 @@ def decode_array(data: VqzInput, stages: int | None = None, realism: float = 0.0
     mix them. It changes stage-only files (levels 1-4) and ``stages`` previews; a residual level
     decodes faithfully, and so does a model without a realistic synthesis (:func:`realism_applies`).
     """
+    return decode_file(data, stages, realism).pixels
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What :func:`decode_file` returns: ``pixels`` ((H, W, 3) uint8, (H, W, 4) with alpha), the file's
+    ``metadata`` (:class:`vqz.codec.metadata.Metadata`) and the ``realism`` the decoder ran at (0 where
+    the asked realism does not apply)."""
+
+    pixels: np.ndarray
+    metadata: _metadata.Metadata
+    realism: float
+
+
+def decode_file(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> Decoded:
+    """Decode a ``.vqz`` file (bytes or path), parsing it once: :func:`decode_array`'s pixels, with the file's
+    metadata and the realism used."""
     if stages is not None and stages < 1:
         raise ValueError(f"stages must be at least 1, got {stages}")
-    from vqz.codec.pipeline import decode_image
+    from vqz.codec.pipeline import decode_parsed
     from vqz.codec.realism import check_realism
     from vqz.codec.registry import model_for_file
 
     realism = check_realism(realism)
-    raw = _read_vqz(data)
-    header, _ = unpack(raw)
-    rgb, alpha = decode_image(model_for_file(header.model_id, header.model_hash), raw, stages, realism=realism)
-    return rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
+    parsed = unpack_file(_read_vqz(data))
+    header = parsed.header
+    rgb, alpha, used = decode_parsed(model_for_file(header.model_id, header.model_hash), parsed, stages,
+                                     realism=realism)
+    pixels = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
+    return Decoded(pixels, _metadata.Metadata(parsed.exif, parsed.xmp, parsed.icc), used)
 
 
 def decode(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> Image.Image:
@@ -182,10 +201,9 @@ def decode(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> I
     ``Exif\\0\\0`` prefix, as from a JPEG), ``"xmp"`` (bytes) and ``"icc_profile"``; so
     ``image.save("x.jpg", exif=image.info["exif"], ...)`` works for every Pillow format.
     """
-    raw = _read_vqz(data)
-    pixels = decode_array(raw, stages, realism)
-    image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
-    image.info.update(pillow_info(_metadata.read_metadata(raw)))
+    decoded = decode_file(data, stages, realism)
+    image = Image.fromarray(decoded.pixels, "RGBA" if decoded.pixels.shape[2] == 4 else "RGB")
+    image.info.update(pillow_info(decoded.metadata))
     return image
 
 
