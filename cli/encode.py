@@ -20,7 +20,7 @@ from vqz.cli.files import (
     refuse_terminal_output,
     write_output,
 )
-from vqz.api import DEFAULT_QUALITY
+from vqz.options import DEFAULT_QUALITY, EncodeOptions, OptionError
 from vqz.cli.report import error, note, run_batch, warning
 from vqz.codec.image import DEFAULT_MAX_PIXELS
 from vqz.errors import VqzError
@@ -32,14 +32,8 @@ class EncodeTask:
 
     source: Union[Path, bytes]  # a path, or the bytes read from stdin
     model: Optional[str]
-    quality: Optional[int]
-    target_bpp: Optional[float]
-    target_psnr: Optional[float]
+    options: EncodeOptions
     max_pixels: int
-    strip: tuple[str, ...] = ()
-    srgb: bool = False
-    target_size: Optional[int] = None
-    effort: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,19 +50,16 @@ class EncodeResult:
 
 def encode_one(task: EncodeTask) -> EncodeResult:
     """Encode one image (runs in a worker process when --workers > 1)."""
+    from vqz.api import encode_loaded
     from vqz.codec.image import read_image
-    from vqz.codec.rate_control import encode_image
     from vqz.codec.registry import load_model
 
     weights = load_model(task.model)
     with warnings.catch_warnings(record=True) as caught:  # reported as one `vqz: warning:` line each
         warnings.simplefilter("always")
-        loaded = read_image(task.source, task.max_pixels, srgb=task.srgb)
-        metadata = loaded.metadata.stripped(task.strip)
+        loaded = read_image(task.source, task.max_pixels, srgb=task.options.srgb)
+        choice = encode_loaded(weights, loaded.rgb, loaded.alpha, loaded.metadata, task.options)
     notes = tuple(dict.fromkeys(str(w.message) for w in caught))
-    choice = encode_image(weights, loaded.rgb, loaded.alpha, metadata, quality=task.quality,
-                          target_bpp=task.target_bpp, target_psnr=task.target_psnr, target_size=task.target_size,
-                          effort=task.effort)
     level = choice.level if choice.coded_cells is not None else None
     return EncodeResult(choice.data, choice.quality, choice.bpp, choice.psnr, choice.met, notes, level,
                         len(choice.data))
@@ -132,27 +123,10 @@ def encode(
 
     Example: cat photo.png | vqz encode - -o - > photo.vqz
     """
-    if sum(option is not None for option in (quality, target_bpp, target_psnr, target_size)) > 1:
-        raise typer.BadParameter("-q/--quality, --target-bpp, --target-psnr and --target-size are mutually exclusive",
-                                 param_hint="'-q' / '--target-bpp' / '--target-psnr' / '--target-size'")
-    if target_size is not None and target_size < 1:
-        raise typer.BadParameter(f"{target_size} is not a positive number of bytes", param_hint="'--target-size'")
-    from vqz.codec.search import EFFORT_LEVELS
-
-    if effort not in EFFORT_LEVELS:
-        raise typer.BadParameter(f"{effort} is not a valid effort; choose {EFFORT_LEVELS.start}..{EFFORT_LEVELS.stop - 1}",
-                                 param_hint="'--effort'")
-    if effort != 1 and quality is None and not (target_bpp is None and target_psnr is None and target_size is None):
-        raise typer.BadParameter("--effort works with -q/--quality; rate control (--target-*) uses effort 1",
-                                 param_hint="'--effort'")
-    for name, value in (("--target-bpp", target_bpp), ("--target-psnr", target_psnr)):
-        if value is not None and not value > 0:  # also refuses nan
-            raise typer.BadParameter(f"{value} is not a positive number", param_hint=f"'{name}'")
-    from vqz.codec.metadata import STRIP_CHOICES
-
-    for choice in strip or []:
-        if choice not in STRIP_CHOICES:
-            raise typer.BadParameter(f"{choice!r} is not one of {', '.join(STRIP_CHOICES)}", param_hint="'--strip'")
+    try:  # every option checked once, as the API and the Pillow plugin check them
+        options = EncodeOptions(quality, target_bpp, target_psnr, target_size, effort, tuple(strip or ()), srgb)
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"'{exc.option}'") from None
     files, problems = expand_inputs(inputs, lambda path: path.suffix.lower() in image_suffixes(), "image files")
     try:
         jobs, clashes = plan_jobs(files, output, ".vqz")
@@ -168,12 +142,10 @@ def encode(
     except VqzError as exc:
         error(None, str(exc))
         raise typer.Exit(1)
-    levels = quality_range(weights)
-    if quality is not None and quality not in levels:
-        raise typer.BadParameter(f"{quality} is not a valid level; choose {levels.start}..{levels.stop - 1}",
-                                 param_hint="'-q' / '--quality'")
-    if quality is None and target_bpp is None and target_psnr is None and target_size is None:
-        quality = DEFAULT_QUALITY
+    try:
+        options.check_quality(quality_range(weights))
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'-q' / '--quality'") from None
     for label, message in problems + clashes:
         error(label, message)
     failed = len(problems) + len(clashes)
@@ -198,7 +170,7 @@ def encode(
             warning(job.label, f"no file fits in {target_size} bytes; used the smallest, {_describe(result)}")
         elif target_psnr is not None and not result.met:
             warning(job.label, f"no quality level reaches {target_psnr:g} dB PSNR; used {_describe(result)}")
-        elif quality is None and not quiet:
+        elif options.fixed_quality is None and not quiet:
             note(job.label, _describe(result))
 
     try:
@@ -206,8 +178,7 @@ def encode(
     except VqzError as exc:
         error(STDIN_LABEL, str(exc))
         raise typer.Exit(1)
-    tasks = [EncodeTask(source, model, quality, target_bpp, target_psnr, max_pixels, tuple(strip or ()), srgb,
-                        target_size, effort) for source in sources]
+    tasks = [EncodeTask(source, model, options, max_pixels) for source in sources]
     failed += run_batch(encode_one, tasks, [job.label for job in runnable], finish,
                         workers=workers, quiet=quiet, description="encoding",
                         preload=["vqz.codec.pipeline", "vqz.codec.rate_control", "vqz.codec.registry"])

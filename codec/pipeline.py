@@ -32,6 +32,7 @@ import numpy as np
 
 from vqz.bitstream import Header, PostFilterRef, VqzFile, decode_alpha, encode_alpha, pack, unpack_file
 from vqz.codec.engine import CODING_THREADS, Transform
+from vqz.codec.metadata import Metadata
 from vqz.codec.levels import (PURE_LEVELS, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan,
                               level_plan, level_plans, stage_strength)
 from vqz.codec.padding import compute_padding, pad_rgb
@@ -111,18 +112,20 @@ def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int,
 
 
 def encode_array(weights: LoadedWeights, rgb: np.ndarray, quality: int,
-                 alpha: np.ndarray | None = None, effort: int = 1) -> tuple[bytes, EncodeStats]:
+                 alpha: np.ndarray | None = None, effort: int = 1, metadata: Metadata | None = None) -> tuple[bytes, EncodeStats]:
     """(H, W, 3) uint8 (+ optional (H, W) uint8 alpha, coded losslessly) -> ``.vqz`` bytes and statistics.
 
     ``effort``: 1 (greedy quantizer) .. ``vqz.codec.search.EFFORT_LEVELS[-1]`` (slower encoder-side
-    search for better indices; the decoder and format are unchanged)."""
-    data, stats, _, _ = encode_array_indices(weights, rgb, quality, alpha, effort)
+    search for better indices; the decoder and format are unchanged); ``metadata``: EXIF, XMP and ICC
+    chunks the file carries."""
+    data, stats, _, _ = encode_array_indices(weights, rgb, quality, alpha, effort, metadata=metadata)
     return data, stats
 
 
 def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
                          alpha: np.ndarray | None = None, effort: int = 1, keep_latent: bool = False,
-                         stages: int | None = None) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray | None]:
+                         stages: int | None = None,
+                         metadata: Metadata | None = None) -> tuple[bytes, EncodeStats, np.ndarray, np.ndarray | None]:
     """:func:`encode_array` (``effort`` as there), the (quality, grid_h, grid_w) indices it coded and,
     with ``keep_latent``, the (grid_h, grid_w, M) float32 latent they quantize (rate control codes
     part-way stages from them); else None, and the latent is freed before the entropy coding
@@ -162,7 +165,8 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
         header = replace(header, postfilter=postfilter)
     elif stages is None:
         header = replace(header, postfilter=stage_postfilter_ref(weights, rgb, indices))
-    return pack(header, payloads, alpha_payload, residual=residual), stats, indices, latent
+    chunks = metadata.chunks() if metadata else {}
+    return pack(header, payloads, alpha_payload, residual=residual, **chunks), stats, indices, latent
 
 
 def stage_postfilter_ref(weights: LoadedWeights, rgb: np.ndarray, indices: np.ndarray,

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from vqz.codec.weights import LoadedWeights
 
 __all__ = ["PARTWAY_KINDS", "QualityLadder", "RateChoice", "budget_for_bpp", "choose_for_bpp", "choose_for_psnr", "choose_for_size",
-           "encode_for_target", "encode_image", "psnr"]
+           "encode_for_target", "psnr"]
 
 
 def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
@@ -609,28 +609,3 @@ def encode_for_target(
     if target_bpp is not None:
         return choose_for_bpp(ladder, target_bpp)
     return choose_for_psnr(ladder, target_psnr)
-
-
-def encode_image(
-    weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None = None, metadata: Metadata | None = None, *,
-    quality: int | None = None, target_bpp: float | None = None, target_psnr: float | None = None,
-    target_size: int | None = None, effort: int = 1,
-) -> RateChoice:
-    """Encode at a fixed ``quality`` or for one target (the entry point of the CLI and the API);
-    ``metadata`` travels in the file's chunks and counts in its size.
-
-    ``effort`` (:mod:`vqz.codec.search`) applies to a fixed ``quality`` only: rate control uses the
-    greedy quantizer (effort 1), whose files at every level are prefixes of one encode, and
-    refuses another effort (``ValueError``)."""
-    from vqz.codec.search import check_effort
-
-    effort = check_effort(effort)
-    if quality is None and effort != 1:
-        raise ValueError("effort applies to a fixed quality; rate control (target_*) uses effort 1")
-    if quality is None:
-        return encode_for_target(weights, rgb, target_bpp=target_bpp, target_psnr=target_psnr,
-                                 target_size=target_size, alpha=alpha, metadata=metadata)
-    from vqz.codec.pipeline import encode_array
-
-    data = attach(encode_array(weights, rgb, quality, alpha, effort)[0], metadata)
-    return RateChoice(data, quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True)

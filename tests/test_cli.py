@@ -22,6 +22,7 @@ import vqz
 from vqz.cli.app import app
 from vqz.cli.decode import DecodeTask, decode_one
 from vqz.cli.encode import EncodeTask, encode_one
+from vqz.options import EncodeOptions
 from vqz.cli.report import run_batch
 from vqz.errors import VqzError
 
@@ -254,7 +255,7 @@ def test_run_batch_in_worker_processes_keeps_input_order_and_reports_each_failur
 
 
 def test_worker_tasks_pickle():
-    for work, task in [(encode_one, EncodeTask(Path("a.png"), None, 2, None, None, 10)),
+    for work, task in [(encode_one, EncodeTask(Path("a.png"), None, EncodeOptions(quality=2), 10)),
                        (decode_one, DecodeTask(b"\x89VQZ", 1, "PNG"))]:
         assert pickle.loads(pickle.dumps(task)) == task and pickle.loads(pickle.dumps(work)) is work
 

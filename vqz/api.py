@@ -13,7 +13,6 @@ subclasses for bad data (``ImageError``, ``FormatError``, ``ModelError``) and ``
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -27,13 +26,12 @@ from vqz.codec import metadata as _metadata
 from vqz.codec.image import DEFAULT_MAX_PIXELS, ImageInput, read_image
 from vqz.fileinfo import MAX_FILE_BYTES, VqzInfo, VqzInput, pillow_info, read_info
 from vqz.fileinfo import read_vqz as _read_vqz
+from vqz.options import DEFAULT_QUALITY, EncodeOptions
 
 if TYPE_CHECKING:
+    from vqz.codec.rate_control import RateChoice
     from vqz.codec.weights import LoadedWeights
 
-#: Four stages plus a residual layer of step 42 (codec/levels.py): on the held-out split 0.59 bpp and
-#: 28.8 dB, against 0.47 bpp and 27.4 dB for the former default (four stages alone).
-DEFAULT_QUALITY = 6
 #: A model: its id, the path of a weights file, an already loaded model, or None (default).
 ModelInput = Union[str, os.PathLike, "LoadedWeights", None]
 
@@ -116,36 +114,32 @@ def encode(
     ``.vqz`` file (same decoder). Rate control uses effort 1; another effort with a target, or
     an effort outside 1..4, raises ``ValueError``.
     """
-    from vqz.codec.search import check_effort
-
-    effort = check_effort(effort)
-    if effort != 1 and quality is None and not (target_bpp is None and target_psnr is None and target_size is None):
-        raise ValueError("effort applies to a fixed quality; rate control (target_*) uses effort 1")
-    if sum(x is not None for x in (quality, target_bpp, target_psnr, target_size)) > 1:
-        raise ValueError("give at most one of quality, target_bpp, target_psnr and target_size")
-    if target_size is not None:
-        target_size = operator.index(target_size)
-    if isinstance(strip, str):
-        strip = (strip,)
-    strip = tuple(strip)
-    if set(strip) - set(_metadata.STRIP_CHOICES):
-        raise ValueError(f"strip takes {', '.join(_metadata.STRIP_CHOICES)}, got {strip!r}")
+    options = EncodeOptions(quality, target_bpp, target_psnr, target_size, effort, strip, srgb)
     weights = _weights(model)
-    loaded = read_image(image, max_pixels, srgb=srgb)
+    loaded = read_image(image, max_pixels, srgb=options.srgb)
     metadata = loaded.metadata
     given = _metadata.checked(exif, xmp, icc_profile)
     for name, value in (("exif", exif), ("xmp", xmp), ("icc", icc_profile)):
         if value is not None:
             metadata = replace(metadata, **{name: getattr(given, name)})
-    metadata = metadata.stripped(strip)
-    from vqz.codec.rate_control import encode_image
+    return encode_loaded(weights, loaded.rgb, loaded.alpha, metadata, options).data
 
-    if quality is None and target_bpp is None and target_psnr is None and target_size is None:
-        quality = DEFAULT_QUALITY
-    return encode_image(weights, loaded.rgb, loaded.alpha, metadata,
-                        quality=None if quality is None else operator.index(quality),
-                        target_bpp=target_bpp, target_psnr=target_psnr, target_size=target_size,
-                        effort=effort).data
+
+def encode_loaded(weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | None, metadata: _metadata.Metadata,
+                  options: EncodeOptions) -> RateChoice:
+    """The one encode path of the API, the CLI and the Pillow plugin: an (H, W, 3) uint8 image (and (H, W)
+    alpha) with its metadata (stripped here as ``options.strip`` says) -> the file and the level chosen. A
+    fixed quality codes that level directly; a target goes through rate control."""
+    from vqz.codec.pipeline import encode_array
+    from vqz.codec.rate_control import RateChoice, encode_for_target
+
+    metadata = metadata.stripped(options.strip)
+    quality = options.fixed_quality
+    if quality is None:
+        return encode_for_target(weights, rgb, target_bpp=options.target_bpp, target_psnr=options.target_psnr,
+                                 target_size=options.target_size, alpha=alpha, metadata=metadata)
+    data = encode_array(weights, rgb, quality, alpha, options.effort, metadata=metadata)[0]
+    return RateChoice(data, quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True)
 
 
 def decode_array(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> np.ndarray:

@@ -125,14 +125,10 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from vqz.api import encode, quality_levels
 
     options = im.encoderinfo
-    targets = {key: options.get(key) for key in ("quality", "target_bpp", "target_psnr", "target_size")}
-    given = {key: value for key, value in targets.items() if value is not None}
-    if len(given) > 1:
-        raise ValueError(f"give at most one of quality, target_bpp, target_psnr and target_size, "
-                         f"got {', '.join(given)}")
     model = options.get("model")
     try:
-        quality = targets["quality"]
+        # the API checks the options (vqz.options.EncodeOptions: ValueError); the quality's range needs the model
+        quality = options.get("quality")
         if quality is not None:
             levels = quality_levels(model)
             if isinstance(quality, bool) or not isinstance(quality, int) or quality not in levels:
@@ -140,8 +136,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         metadata = {key: options[key] for key in ("exif", "xmp", "icc_profile") if options.get(key) is not None}
         if isinstance(metadata.get("exif"), Image.Exif):
             metadata["exif"] = metadata["exif"].tobytes()
-        data = encode(im, quality, target_bpp=targets["target_bpp"], target_psnr=targets["target_psnr"],
-                      target_size=targets["target_size"], model=model, effort=options.get("effort", 1),
+        data = encode(im, quality, target_bpp=options.get("target_bpp"), target_psnr=options.get("target_psnr"),
+                      target_size=options.get("target_size"), model=model, effort=options.get("effort", 1),
                       strip=options.get("strip", ()), srgb=bool(options.get("srgb", False)), **metadata)
     except ImageError as exc:
         raise OSError(f"cannot write mode {im.mode} as {FORMAT}: {exc}") from exc
