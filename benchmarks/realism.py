@@ -87,7 +87,10 @@ def detail_window(img: np.ndarray, size: int = CROP, step: int = 32) -> tuple[in
 
 
 def run(paths: list[Path], levels: list[int], realisms: list[float], out: Path, sheet: set[str],
-        sheet_levels: set[int], log=print) -> list[dict]:
+        sheet_levels: set[int], log=print, pixel_blend: bool = False) -> list[dict]:
+    """Measure every image of ``paths`` at each level (see the module docstring). ``pixel_blend``: also, for each
+    realism strictly between 0 and 1, the simpler alternative to network interpolation: the R = 0 and R = 1
+    images mixed pixel by pixel (two syntheses per decode), as variant ``pixel mix R=...``."""
     import vqz
 
     out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +103,10 @@ def run(paths: list[Path], levels: list[int], realisms: list[float], out: Path, 
         for level in levels:
             data = vqz.encode(ref, quality=level)
             variants = [(f"vqz R={r:g}", vqz.decode_array(data, realism=r), len(data), level) for r in realisms]
+            if pixel_blend:
+                ends = {r: vqz.decode_array(data, realism=r).astype(np.float32) for r in (0.0, 1.0)}
+                variants += [(f"pixel mix R={r:g}", np.rint(ends[0.0] + r * (ends[1.0] - ends[0.0])).astype(np.uint8),
+                              len(data), level) for r in realisms if 0 < r < 1]
             for fmt in ("WEBP", "AVIF"):
                 q, coded = fit_bytes(ref, fmt, len(data))
                 variants.append((fmt.lower().replace("webp", "WebP").replace("avif", "AVIF"), _decode_pillow(coded),
@@ -140,7 +147,7 @@ def summary(rows: list[dict], images: int) -> str:
 
 
 def _order(variant: str) -> tuple[int, str]:
-    return (0 if variant.startswith("vqz") else 1, variant)
+    return (0 if variant.startswith("vqz") else 1 if variant.startswith("pixel") else 2, variant)
 
 
 def summary_html(markdown: str) -> str:
@@ -219,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                           "(summary only, nothing is measured)")
     parser.add_argument("--crop-sheet", default="", help="comma-separated image stems for the crop sheet")
     parser.add_argument("--sheet-levels", default="1,2")
+    parser.add_argument("--pixel-blend", action="store_true", help="also the pixel mix of R = 0 and 1 for each R between")
     parser.add_argument("--timing", type=int, default=0, help="also time whole-command decodes of the first image, "
                                                              "this many repeats")
     args = parser.parse_args(argv)
@@ -248,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     levels = [int(v) for v in args.levels.split(",")]
     realisms = [float(v) for v in args.realism.split(",")]
     run(paths, levels, realisms, args.out, set(filter(None, args.crop_sheet.split(","))),
-        {int(v) for v in args.sheet_levels.split(",")})
+        {int(v) for v in args.sheet_levels.split(",")}, pixel_blend=args.pixel_blend)
     if args.timing:
         times = decode_times(paths[0], levels, realisms, args.timing, args.out / "timing")
         lines = [f"Whole-command `vqz decode` of {paths[0].name} to PNG, median of {args.timing} interleaved runs (s):",
