@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterator, MutableMapping
 
-import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -136,8 +135,10 @@ def _group() -> None:
     pass
 
 
-#: the click exceptions typer raises (typer >= 0.29 vendors click as ``typer._click``)
-_CLICK = getattr(getattr(typer, "_click", None), "exceptions", click.exceptions)
+try:  # the click exceptions typer raises: typer >= 0.29 vendors click as typer._click
+    from typer._click import exceptions as _CLICK
+except ImportError:  # older typer depends on click itself
+    from click import exceptions as _CLICK
 
 
 def main() -> None:
