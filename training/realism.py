@@ -14,7 +14,8 @@ stages k in 1..PURE_LEVELS (the stage-only levels, where no residual layer adds 
 Losses: the generator minimises ``L1 + w * (hinge_G + fm_weight * FM) + energy_weight * E`` where FM is
 the L1 distance between the discriminator's hidden activations on the decoded and the original crop,
 ``w`` is VQGAN's adaptive weight (the ratio of the two terms' gradient norms at the last layer, times
-``adv_weight``) and E the squared log ratio of the crops' fine-detail energies (:func:`energy_loss`:
+``adv_weight``; ``level_weights`` scale each crop's adversarial terms by its stage count, as one network
+serves every level and the coarsest codes need the most invented texture) and E the squared log ratio of the crops' fine-detail energies (:func:`energy_loss`:
 without it the adversarial term alone leaves the coarsest level blurred and over-sharpens the finest); the discriminator (:mod:`vqz.training.discriminator`, conditioned on the k-stage
 latent) minimises the hinge loss. The discriminator trains alone for ``d_warmup`` steps first.
 bf16 autocast where the CPU runs it natively; the losses are float32.
@@ -59,6 +60,7 @@ class RealismTrainConfig:
     adv_weight: float = 0.8  # times VQGAN's adaptive weight
     fm_weight: float = 1.0
     energy_weight: float = 0.0  # weight of the fine-detail energy term (squared log ratio per crop; 0: off)
+    level_weights: tuple[float, ...] = ()  # per stage count k = 1, 2, ...: the adversarial terms' weight (default 1)
     d_warmup: int = 300  # steps of discriminator-only training before the generator moves
     d_channels: int = 32
     images: int = 100000  # training images to code (all of the split by default)
@@ -80,6 +82,8 @@ class RealismTrainConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown realism training option(s): {', '.join(sorted(unknown))}")
+        if "level_weights" in values:
+            values = {**values, "level_weights": tuple(float(v) for v in values["level_weights"])}
         return cls(**values)
 
 
@@ -283,6 +287,8 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         sampler.rng = np.random.default_rng(cfg.seed + start)
         log(f"resumed at step {start}")
     last = list(generator.parameters())[-2]  # the last transposed convolution's weight
+    weights_k = list(cfg.level_weights) + [1.0] * (PURE_LEVELS - len(cfg.level_weights))
+    level_weight = torch.tensor(weights_k[:PURE_LEVELS], dtype=torch.float32)
     columns = ["step", "lr_g", "l1", "adv_weight", "d_real", "d_fake", "minutes"]
     columns += [f"{name}_{tag}_k{k}" for tag in ("r1", "r05") for k in range(1, PURE_LEVELS + 1) for name in ("psnr", "detail")]
     csv_log = CsvLog(out / "log.csv", columns, resume and start > 0)
@@ -297,7 +303,7 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         lr_g = cosine_lr(cfg.lr_g, step - cfg.d_warmup, cfg.steps - cfg.d_warmup, warmup=200) if g_active else 0.0
         for group in opt_g.param_groups:
             group["lr"] = lr_g
-        image, latent, _ = sampler.sample(cfg.batch)
+        image, latent, stages = sampler.sample(cfg.batch)
         latent = latent.contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(g_active), autocast():
             decoded = generator(latent).float()
@@ -309,8 +315,9 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
                 with torch.no_grad():
                     _, real_features = discriminator(image, latent)
             l1 = (decoded - image).abs().mean()
-            fm = sum((f.float() - r.float()).abs().mean() for f, r in zip(fake_features, real_features)) / len(real_features)
-            adv = -logits.float().mean() + cfg.fm_weight * fm
+            fm = sum((f.float() - r.float()).abs().mean((1, 2, 3)) for f, r in zip(fake_features, real_features))
+            per_sample = -logits.float().mean((1, 2, 3)) + cfg.fm_weight * fm / len(real_features)
+            adv = (per_sample * level_weight[stages - 1]).mean()
             w = _adaptive_weight(l1, adv, last, cfg.adv_weight)
             loss = l1 + w * adv
             if cfg.energy_weight:
