@@ -103,8 +103,10 @@ def run(paths: list[Path], levels: list[int], realisms: list[float], out: Path, 
         for level in levels:
             data = vqz.encode(ref, quality=level)
             variants = [(f"vqz R={r:g}", vqz.decode_array(data, realism=r), len(data), level) for r in realisms]
-            if pixel_blend:
-                ends = {r: vqz.decode_array(data, realism=r).astype(np.float32) for r in (0.0, 1.0)}
+            if pixel_blend:  # the two ends decoded above when asked for, else decoded here
+                done = {r: image for r, (_, image, _, _) in zip(realisms, variants)}
+                ends = {r: (done[r] if r in done else vqz.decode_array(data, realism=r)).astype(np.float32)
+                        for r in (0.0, 1.0)}
                 variants += [(f"pixel mix R={r:g}", np.rint(ends[0.0] + r * (ends[1.0] - ends[0.0])).astype(np.uint8),
                               len(data), level) for r in realisms if 0 < r < 1]
             for fmt in ("WEBP", "AVIF"):

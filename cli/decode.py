@@ -21,7 +21,7 @@ from vqz.cli.files import (
     write_output,
 )
 from vqz.cli.report import error, run_batch, warning
-from vqz.codec.image import WRITE_FORMATS
+from vqz.codec.image import DEFAULT_PNG_LEVEL, WRITE_FORMATS
 from vqz.errors import VqzError
 
 
@@ -33,7 +33,7 @@ class DecodeTask:
     stages: Optional[int]
     format_name: str  # a Pillow format name, e.g. "PNG"
     realism: float = 0.0
-    png_level: int = 1
+    png_level: int = DEFAULT_PNG_LEVEL
 
 
 def decode_one(task: DecodeTask) -> tuple[bytes, tuple[str, ...]]:
@@ -73,7 +73,7 @@ def decode(
         "instead of blur, lower PSNR); between: a mix. Changes levels 1-4 of models with a realistic synthesis.")] = 0.0,
     png_level: Annotated[int, typer.Option(
         "--png-level", min=0, max=9, help="zlib level of PNG output: 1 (default) is fast, 9 the smallest file "
-                                          "(several times slower on large images).")] = 1,
+                                          "(several times slower on large images).")] = DEFAULT_PNG_LEVEL,
 ) -> None:
     """Decode .vqz files to images (img.vqz -> img.png).
 

@@ -172,15 +172,12 @@ def interpolate(faithful: nn.Module, realistic: nn.Module, realism: float) -> nn
     return mixed
 
 
-def _uint8(x: Tensor) -> np.ndarray:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
-
-
 @torch.no_grad()
 def validate(synthesis: nn.Module, held: list[dict[str, np.ndarray]], codebooks: np.ndarray, crop: int,
              max_stages: int) -> dict[int, tuple[float, float]]:
     """stage count -> (mean PSNR dB, mean detail ratio) of ``synthesis`` on centre crops of ``held``."""
     from vqz.benchmarks.metrics import detail_ratio, psnr
+    from vqz.codec.tiling import to_uint8
     from vqz.codec.vq import dequantize
 
     synthesis.eval()
@@ -192,8 +189,8 @@ def validate(synthesis: nn.Module, held: list[dict[str, np.ndarray]], codebooks:
             ch, cw = min(gh, crop // 8), min(gw, crop // 8)
             y, x = (gh - ch) // 2, (gw - cw) // 2
             latent = dequantize(item["indices"][:k, y : y + ch, x : x + cw].astype(np.int64), codebooks)
-            image = _uint8(synthesis(torch.from_numpy(latent).permute(2, 0, 1)[None].contiguous(
-                memory_format=torch.channels_last)))
+            image = to_uint8(synthesis(torch.from_numpy(latent).permute(2, 0, 1)[None].contiguous(
+                memory_format=torch.channels_last)).float().contiguous().numpy())
             ref = item["rgb"][8 * y : 8 * (y + ch), 8 * x : 8 * (x + cw)]
             psnrs.append(psnr(ref, image))
             ratios.append(detail_ratio(ref, image))
