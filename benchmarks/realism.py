@@ -87,10 +87,11 @@ def detail_window(img: np.ndarray, size: int = CROP, step: int = 32) -> tuple[in
 
 
 def run(paths: list[Path], levels: list[int], realisms: list[float], out: Path, sheet: set[str],
-        sheet_levels: set[int], log=print, pixel_blend: bool = False) -> list[dict]:
+        sheet_levels: set[int], log=print, pixel_blend: bool = False, anchors: bool = True) -> list[dict]:
     """Measure every image of ``paths`` at each level (see the module docstring). ``pixel_blend``: also, for each
     realism strictly between 0 and 1, the simpler alternative to network interpolation: the R = 0 and R = 1
-    images mixed pixel by pixel (two syntheses per decode), as variant ``pixel mix R=...``."""
+    images mixed pixel by pixel (two syntheses per decode), as variant ``pixel mix R=...``. ``anchors``: also WebP
+    and AVIF at matched bytes (off to re-measure only vqz's variants, e.g. a new realistic synthesis)."""
     import vqz
 
     out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def run(paths: list[Path], levels: list[int], realisms: list[float], out: Path, 
                         for r in (0.0, 1.0)}
                 variants += [(f"pixel mix R={r:g}", np.rint(ends[0.0] + r * (ends[1.0] - ends[0.0])).astype(np.uint8),
                               len(data), level) for r in realisms if 0 < r < 1]
-            for fmt in ("WEBP", "AVIF"):
+            for fmt in ("WEBP", "AVIF") if anchors else ():
                 q, coded = fit_bytes(ref, fmt, len(data))
                 variants.append((fmt.lower().replace("webp", "WebP").replace("avif", "AVIF"), _decode_pillow(coded),
                                  len(coded), q))
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop-sheet", default="", help="comma-separated image stems for the crop sheet")
     parser.add_argument("--sheet-levels", default="1,2")
     parser.add_argument("--pixel-blend", action="store_true", help="also the pixel mix of R = 0 and 1 for each R between")
+    parser.add_argument("--no-anchors", action="store_true", help="measure vqz's variants only (no WebP / AVIF)")
     parser.add_argument("--timing", type=int, default=0, help="also time whole-command decodes of the first image, "
                                                              "this many repeats")
     args = parser.parse_args(argv)
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     levels = [int(v) for v in args.levels.split(",")]
     realisms = [float(v) for v in args.realism.split(",")]
     run(paths, levels, realisms, args.out, set(filter(None, args.crop_sheet.split(","))),
-        {int(v) for v in args.sheet_levels.split(",")}, pixel_blend=args.pixel_blend)
+        {int(v) for v in args.sheet_levels.split(",")}, pixel_blend=args.pixel_blend, anchors=not args.no_anchors)
     if args.timing:
         times = decode_times(paths[0], levels, realisms, args.timing, args.out / "timing")
         lines = [f"Whole-command `vqz decode` of {paths[0].name} to PNG, median of {args.timing} interleaved runs (s):",

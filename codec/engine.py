@@ -46,8 +46,10 @@ MAX_EMBEDDED_BYTES = 64
 
 
 def external_tensors(tensors: dict[str, np.ndarray], role: str) -> dict[str, np.ndarray]:
-    """The tensors a graph of ``role`` takes from the weights file."""
-    return {k: v for k, v in tensors.items() if k.startswith(ROLES[role]) and v.nbytes > MAX_EMBEDDED_BYTES}
+    """The tensors a graph of ``role`` may take from the weights file (those of its transform; the graph
+    names the ones it takes: every weight but the scalars of at most ``MAX_EMBEDDED_BYTES``, or, in a graph
+    whose weights are interpolated at run time (a realistic synthesis), every weight)."""
+    return {k: v for k, v in tensors.items() if k.startswith(ROLES[role])}
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -324,7 +324,7 @@ def decode_parsed(weights: LoadedWeights, parsed: VqzFile, stages: int | None = 
     indices = decode_indices(weights, header, payloads, stages)
     whole = indices.shape[0] == len(payloads)  # fewer stages: the residual layer and the post-filter do not apply
     realism = realism_used(weights, parsed.residual is not None and whole, realism)
-    synthesis = realistic_for(weights).synthesis(weights, realism) if realism else None
+    synthesis = realistic_for(weights).synthesis(weights, realism, indices.shape[0]) if realism else None
     rgb = render(weights, indices, header.height, header.width, synthesis)
     if parsed.residual is not None and whole:
         rgb = _add_residual(weights, header, parsed.residual, indices, rgb)

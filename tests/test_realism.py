@@ -157,6 +157,97 @@ def test_the_pillow_plugin_takes_a_realism(with_realistic):
             image.load()
 
 
+@pytest.fixture(scope="module")
+def stage_conditioned(tmp_path_factory, model):
+    """A stage-conditioned realistic synthesis (perturbed g_s, random per-level scales and shifts) with
+    per-level strengths, exported; -> (weights path, faithful g_s, realistic g_s, folded factors, strengths)."""
+    from vqz.codec.levels import PURE_LEVELS
+    from vqz.training.export import export_realism
+    from vqz.training.loop import save_checkpoint
+    from vqz.training.stage_film import StageFilm, folded_tensors
+
+    folder = tmp_path_factory.mktemp("stage-real")
+    faithful = torch_model(model).g_s
+    perturbed = copy.deepcopy(faithful)
+    film = StageFilm(perturbed, PURE_LEVELS)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        for p in perturbed.parameters():
+            p.add_(0.02 * p.std() * torch.randn_like(p))
+        for p in film.scale.values():
+            p.add_(0.05 * torch.randn_like(p))
+        for p in film.shift.values():
+            p.add_(0.01 * torch.randn_like(p))
+    checkpoint = folder / "realism.safetensors"
+    save_checkpoint(checkpoint, {"g_s": (perturbed, None), "film": (film, None)}, 1, {"model": None})
+    strengths = [1.3, 1.0, 0.8, 0.6]
+    paths = export_realism(checkpoint, folder / "stage-real.safetensors", "stage-real", strength=strengths)
+    checkpoint.unlink()
+    return paths[0], faithful, perturbed, folded_tensors(film, perturbed, prefix="g_s."), strengths
+
+
+def test_stage_film_folds_into_the_weights(stage_conditioned, model):
+    """The training network (hooks: scale and shift after each convolution, per sample's stage count) equals
+    the network with the folded per-level weights the runtime builds."""
+    from vqz.codec.vq import dequantize
+    from vqz.training.realism import interpolate, level_factors
+    from vqz.training.stage_film import StageFilm
+
+    _, faithful, perturbed, folded, _ = stage_conditioned
+    hooked = copy.deepcopy(perturbed)
+    film = StageFilm(hooked, 4)
+    film.load_state_dict({f"{kind}.{key}": torch.stack([folded[f"level{k}.{'mul' if kind == 'scale' else 'add'}.g_s.{name}.bias"]
+                                                        for k in range(1, 5)])
+                          for kind in ("scale", "shift") for key, name in zip(film.scale.keys(), film.names)})
+    indices = np.random.default_rng(0).integers(0, model.codebooks.shape[1], (4, 6, 5))
+    for k in (1, 3):
+        latent = torch.from_numpy(dequantize(indices[:k], model.codebooks)).permute(2, 0, 1)[None].float()
+        film.stages = torch.tensor([k])
+        with torch.no_grad():
+            expected = hooked(latent)
+            got = interpolate(faithful, perturbed, 1.0, level_factors(folded, k))(latent)
+        assert torch.allclose(expected, got, atol=1e-4)
+
+
+def test_a_stage_conditioned_synthesis_decodes_each_level_with_its_own_weights(stage_conditioned, monkeypatch, model):
+    """At R, a k-stage file runs w0 + R s_k (w1_k - w0): the runtime's output is the training world's
+    folded network at that strength (within float rounding, here ONNX vs torch)."""
+    from vqz.codec.tiling import to_uint8
+    from vqz.codec.vq import dequantize
+    from vqz.bitstream import unpack_file
+    from vqz.codec.pipeline import decode_indices
+    from vqz.training.realism import interpolate, level_factors
+
+    path, faithful, perturbed, folded, strengths = stage_conditioned
+    monkeypatch.setenv("VQZ_MODEL_PATH", str(path.parent))
+    realism_module._installed.cache_clear()
+    try:
+        real = realism_module.realistic_for(model)
+        assert real.levels == 4 and real.strength == strengths and real.level_of(9) == 4
+        image = photo_crop()
+        for level, realism in ((1, 1.0), (2, 0.5), (4, 1.0)):
+            data = vqz.encode(image, quality=level)
+            parsed = unpack_file(data)
+            indices = decode_indices(model, parsed.header, parsed.payloads)
+            latent = torch.from_numpy(dequantize(indices, model.codebooks)).permute(2, 0, 1)[None].float()
+            with torch.no_grad():
+                network = interpolate(faithful, perturbed, realism * strengths[level - 1], level_factors(folded, level))
+                expected = to_uint8(network(latent).numpy())
+            if parsed.header.postfilter is not None and realism < 1.0:  # the filter at weight 1 - R
+                from vqz.codec.postfilter import postfilter_for_ref
+
+                filtered = postfilter_for_ref(parsed.header.postfilter).apply(expected, parsed.header.postfilter.strength)
+                expected = blend_postfilter(expected, filtered, realism)
+            got = vqz.decode_array(data, realism=realism)
+            diff = np.abs(got.astype(int) - expected.astype(int))
+            assert diff.max() <= 1 and diff.mean() < 0.01, (level, diff.max(), diff.mean())
+        # a level's weights are its own: level 1 at R = 1 differs from the unconditioned, unscaled weights
+        data = vqz.encode(image, quality=1)
+        assert not np.array_equal(vqz.decode_array(data, realism=1.0), vqz.decode_array(data, realism=1.0 / 1.3))
+    finally:
+        realism_module._installed.cache_clear()
+
+
 def test_models_lists_the_realistic_synthesis(with_realistic):
     from vqz.cli.app import app
 
@@ -170,21 +261,23 @@ def test_realism_training_runs_resumes_logs_and_exports(tmp_path, monkeypatch):
 
     from conftest import write_training_images
     from vqz.training.export import export_realism
-    from vqz.training.realism import RealismTrainConfig, train_realism
+    from vqz.training.realism import RealismTrainConfig, calibrate_strength, train_realism
 
     data = tmp_path / "photos"
     data.mkdir()
     write_training_images(data, 0.05)
     cfg = RealismTrainConfig(data=str(data), out=str(tmp_path / "run"), steps=4, batch=2, crop=32, d_warmup=1,
                              checkpoint_every=2, validate_every=2, heldout_crop=32, energy_weight=0.1,
-                             precision="fp32")
+                             precision="fp32", stage_film=True)
     checkpoint = train_realism(cfg, log=lambda message: None)
     cfg.steps = 6
     train_realism(cfg, resume=True, log=lambda message: None)
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert [r["step"] for r in rows] == ["0", "2", "4", "6"]
     assert all(float(r["psnr_r1_k1"]) > 10 for r in rows)
-    paths = export_realism(checkpoint, tmp_path / "real.safetensors", "tiny-real")
+    strengths = calibrate_strength(checkpoint, target=0.5, images=2, crop=32, iterations=3, log=lambda message: None)
+    assert len(strengths) == 4 and all(0.25 <= v <= 3.0 for v in strengths)
+    paths = export_realism(checkpoint, tmp_path / "real.safetensors", "tiny-real", strength=strengths)
     assert [p.name for p in paths] == ["real.safetensors", "real.synthesis.onnx", "real.synthesis-head.onnx",
                                        "real.synthesis-tail.onnx"]
     monkeypatch.setenv("VQZ_MODEL_PATH", str(tmp_path))

@@ -277,6 +277,7 @@ def export_realism(
     output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors); its graphs go beside it.")],
     realism_id: Annotated[str, typer.Option("--id", help="The realistic synthesis' name.")] = "vqz-real1",
     model: Annotated[Optional[str], typer.Option("--model", help="The installed model it was trained for (default: the one in the checkpoint's config).")] = None,
+    strength: Annotated[Optional[str], typer.Option("--strength", help="Per-level strengths of R = 1, comma-separated (e.g. 1.4,1.1,0.9,0.8), or 'detail[=T]': chosen on the run's held-out photos so that R = 1 keeps T (default 1.0) times the original's fine detail.")] = None,
 ) -> None:
     """Ship a trained realistic synthesis: its weights (safetensors, g_s tensors) and ONNX graphs for the runtime.
 
@@ -289,9 +290,21 @@ def export_realism(
 
     if not MODEL_ID_PATTERN.fullmatch(realism_id):
         raise typer.BadParameter(f"{realism_id!r}: an id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--id")
+    strengths, target = None, None
     try:
-        for path in run(source, output, realism_id, model):
+        if strength is not None and strength.startswith("detail"):
+            target = float(strength.partition("=")[2] or 1.0)
+        elif strength is not None:
+            strengths = [float(v) for v in strength.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{strength!r}: numbers separated by commas, or detail[=T]", param_hint="--strength")
+    try:
+        if target is not None:
+            from vqz.training.realism import calibrate_strength
+
+            strengths = calibrate_strength(source, target, log=typer.echo)
+        for path in run(source, output, realism_id, model, strengths):
             typer.echo(f"wrote {path}")
-    except (VqzError, OSError, KeyError, RuntimeError) as exc:
+    except (VqzError, OSError, KeyError, RuntimeError, ValueError) as exc:
         error(source, f"cannot export a realistic synthesis from it ({exc})")
         raise typer.Exit(1)

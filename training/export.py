@@ -107,9 +107,10 @@ def _export_onnx(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str]
 
 
 def export_graph(model: nn.Module, role: str, weights_path: Path, tensors: dict[str, np.ndarray],
-                 metadata: dict[str, str]) -> Path:
+                 metadata: dict[str, str], embed_max_bytes: int = MAX_EMBEDDED_BYTES) -> Path:
     """Write the graph of ``role`` ("analysis" or "synthesis", or a part of one: :data:`SPLIT_ROLES`) beside
-    ``weights_path``; returns its path. A head holds the transform's first layers (its split:
+    ``weights_path``; returns its path. Weights of at most ``embed_max_bytes`` stay in the graph (-1: none,
+    for a graph whose weights the runtime replaces, as a realistic synthesis' interpolated ones). A head holds the transform's first layers (its split:
     :func:`vqz.codec.tiling.analysis_split` / :func:`vqz.codec.tiling.synthesis_split`), a tail the rest,
     with the layers' own names, so both take their weights from the same file."""
     import onnx
@@ -127,16 +128,19 @@ def export_graph(model: nn.Module, role: str, weights_path: Path, tensors: dict[
         else:
             transform, in_channels = transform[split:], config.channels
     graph = onnx.load_from_string(_trace(exportable(transform, name), in_channels))
-    return write_graph(graph, role, weights_path, tensors, metadata)
+    return write_graph(graph, role, weights_path, tensors, metadata, embed_max_bytes)
 
 
 def export_split_graphs(model: nn.Module, weights_path: Path, tensors: dict[str, np.ndarray],
-                        metadata: dict[str, str], roles: tuple[str, ...] = MODEL_ROLES) -> list[Path]:
+                        metadata: dict[str, str], roles: tuple[str, ...] = MODEL_ROLES,
+                        embed_max_bytes: int = MAX_EMBEDDED_BYTES) -> list[Path]:
     """The head and tail graphs of each transform of ``roles`` (:data:`SPLIT_ROLES`) beside ``weights_path``."""
-    return [export_graph(model, part, weights_path, tensors, metadata) for role in roles for part in SPLIT_ROLES[role]]
+    return [export_graph(model, part, weights_path, tensors, metadata, embed_max_bytes)
+            for role in roles for part in SPLIT_ROLES[role]]
 
 
-def write_graph(graph, role: str, weights_path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> Path:
+def write_graph(graph, role: str, weights_path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str],
+                embed_max_bytes: int = MAX_EMBEDDED_BYTES) -> Path:
     """Make every weight initializer of a traced ``graph`` external (checked equal to the weights
     file's tensor), stamp the metadata (``sha256``, ``model_id``, ``config``) and write the graph of
     ``role`` beside ``weights_path``; returns its path."""
@@ -151,7 +155,7 @@ def write_graph(graph, role: str, weights_path: Path, tensors: dict[str, np.ndar
             expected = tensors[init.name]
             if value.dtype != expected.dtype or value.shape != expected.shape or value.tobytes() != expected.tobytes():
                 raise ModelError(f"exported initializer {init.name} differs from the weights file")
-            if expected.nbytes <= MAX_EMBEDDED_BYTES:
+            if expected.nbytes <= embed_max_bytes:
                 continue  # a scalar: stays in the graph (checked equal above)
             offset, length = offsets[init.name]
             init.ClearField("raw_data")
@@ -270,19 +274,25 @@ def export_postfilter_graph(weights_path: Path) -> Path:
     return write_graph(graph, "postfilter", weights_path, tensors, info)
 
 
-def export_realism(checkpoint: Path, weights_path: Path, realism_id: str, model: str | None = None) -> list[Path]:
+def export_realism(checkpoint: Path, weights_path: Path, realism_id: str, model: str | None = None,
+                   strength: list[float] | None = None) -> list[Path]:
     """Ship a realistic synthesis training checkpoint (:mod:`vqz.training.realism`): its ``g_s`` as
     ``weights_path`` (safetensors, tensors ``g_s.*`` in float32; metadata ``realism_id``, ``base_model_id``,
-    ``base_model_hash`` and ``config``) and the synthesis graph beside it (``<stem>.synthesis.onnx``)."""
+    ``base_model_hash`` and ``config``) and the synthesis graph beside it (``<stem>.synthesis.onnx``).
+    A stage-conditioned run's scales and shifts (``film.*``) are folded into per-level factors
+    (``level<k>.mul.*`` / ``level<k>.add.*``, :func:`vqz.training.stage_film.folded_tensors`);
+    ``strength`` (per level) goes into the metadata as ``level_strength`` (:mod:`vqz.codec.realism`)."""
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
     from vqz.training.model import model_from_tensors
+    from vqz.training.stage_film import StageFilm, folded_tensors
     from vqz.codec.registry import load_model
 
     with safe_open(str(checkpoint), framework="pt") as handle:
         train_config = json.loads((handle.metadata() or {}).get("config", "{}"))
         state = {k[4:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("g_s.") and ".opt." not in k}
+        film_state = {k[5:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("film.") and ".opt." not in k}
     if not state:
         raise ModelError(f"{checkpoint} is not a realistic synthesis training checkpoint")
     base = load_model(model if model is not None else train_config.get("model"))
@@ -290,15 +300,27 @@ def export_realism(checkpoint: Path, weights_path: Path, realism_id: str, model:
     missing = {k for k in base.tensors if k.startswith("g_s.")} ^ set(tensors)
     if missing:
         raise ModelError(f"{checkpoint} does not match model {base.model_id}'s synthesis ({sorted(missing)[:3]})")
-    weights_path = Path(weights_path)
-    tmp = weights_path.with_name(weights_path.name + ".tmp")
-    config = base.config.to_json()
-    save_file(tensors, str(tmp), metadata={"realism_id": realism_id, "base_model_id": base.model_id,
-                                           "base_model_hash": base.weights_hash.hex(), "config": config})
-    tmp.chmod(0o644)
-    tmp.replace(weights_path)
     network = {k: v for k, v in base.tensors.items() if not k.startswith("entropy.")} | tensors
     net = model_from_tensors(base.config, network)
-    info = {"sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(), "model_id": realism_id, "config": config}
-    return [weights_path, export_graph(net, "synthesis", weights_path, tensors, info),
-            *export_split_graphs(net, weights_path, tensors, info, roles=("synthesis",))]
+    factors: dict[str, np.ndarray] = {}
+    if film_state:
+        levels = next(v for k, v in film_state.items() if k.startswith("scale.")).shape[0]
+        film = StageFilm(net.g_s, levels)
+        film.load_state_dict(film_state)
+        factors = {k: v.numpy().copy() for k, v in folded_tensors(film, net.g_s, prefix="g_s.").items()}
+    metadata = {"realism_id": realism_id, "base_model_id": base.model_id,
+                "base_model_hash": base.weights_hash.hex(), "config": base.config.to_json()}
+    if strength:
+        if any(not (0.0 < v <= 4.0) for v in strength):
+            raise ModelError(f"level strengths must be in (0, 4], got {strength}")
+        metadata["level_strength"] = json.dumps([round(float(v), 4) for v in strength])
+    weights_path = Path(weights_path)
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    save_file(tensors | factors, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)
+    tmp.replace(weights_path)
+    info = {"sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(), "model_id": realism_id,
+            "config": metadata["config"]}
+    # every weight external: the runtime interpolates all of them (w0 + R s_k (w1_k - w0))
+    return [weights_path, export_graph(net, "synthesis", weights_path, tensors, info, embed_max_bytes=-1),
+            *export_split_graphs(net, weights_path, tensors, info, roles=("synthesis",), embed_max_bytes=-1)]

@@ -33,6 +33,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -43,8 +44,9 @@ from torch import Tensor, nn
 
 from vqz.training.loop import CsvLog, cosine_lr, load_checkpoint, save_checkpoint
 from vqz.training.discriminator import PatchDiscriminator
+from vqz.training.stage_film import StageFilm, folded_tensors
 
-__all__ = ["RealismTrainConfig", "cache_codes", "train_realism"]
+__all__ = ["RealismTrainConfig", "cache_codes", "calibrate_strength", "train_realism"]
 
 
 @dataclass
@@ -75,6 +77,9 @@ class RealismTrainConfig:
     precision: str = "bf16"
     cache: str | None = None  # folder of the coded images (default <out>/codes); runs of one model can share it
     keep_validated: bool = False  # keep a copy of the checkpoint of every validated step (realism-<step>.safetensors)
+    stage_film: bool = False  # condition the generator on the stage count (:mod:`vqz.training.stage_film`)
+    lr_film: float = 5e-4  # learning rate of the stage conditioning's scales and shifts
+    init: str | None = None  # a realism checkpoint to start the generator and discriminator from (a fresh run)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RealismTrainConfig":
@@ -164,38 +169,59 @@ class CodeSampler:
         return image, latent, torch.tensor(stages)
 
 
-def interpolate(faithful: nn.Module, realistic: nn.Module, realism: float) -> nn.Module:
-    """A copy of the synthesis whose floating-point tensors are ``faithful + realism * (realistic - faithful)``."""
+def interpolate(faithful: nn.Module, realistic: nn.Module, realism: float,
+                factors: dict[str, Tensor] | None = None) -> nn.Module:
+    """A copy of the synthesis whose floating-point tensors are ``faithful + realism * (realistic_k - faithful)``,
+    where ``realistic_k = realistic * mul + add`` with one level's ``factors`` (``mul.<name>`` / ``add.<name>``,
+    from :func:`vqz.training.stage_film.folded_tensors`; none: ``realistic``): what the runtime runs."""
     mixed = copy.deepcopy(faithful)
     a, b = faithful.state_dict(), realistic.state_dict()
-    mixed.load_state_dict({k: a[k] + realism * (b[k] - a[k]) if a[k].is_floating_point() else a[k] for k in a})
+    factors = factors or {}
+    state = {}
+    for k, w0 in a.items():
+        if not w0.is_floating_point():
+            state[k] = w0
+            continue
+        w1 = b[k] * factors.get(f"mul.g_s.{k}", 1.0) + factors.get(f"add.g_s.{k}", 0.0)
+        state[k] = w0 + realism * (w1 - w0)
+    mixed.load_state_dict(state)
     return mixed
 
 
+def level_factors(folded: dict[str, Tensor], level: int) -> dict[str, Tensor]:
+    """One level's factors (``mul.<name>`` / ``add.<name>``) out of :func:`folded_tensors`' output."""
+    prefix = f"level{level}."
+    return {k[len(prefix):]: v for k, v in folded.items() if k.startswith(prefix)}
+
+
 @torch.no_grad()
-def validate(synthesis: nn.Module, held: list[dict[str, np.ndarray]], codebooks: np.ndarray, crop: int,
-             max_stages: int) -> dict[int, tuple[float, float]]:
-    """stage count -> (mean PSNR dB, mean detail ratio) of ``synthesis`` on centre crops of ``held``."""
+def validate(synthesis: nn.Module | Callable[[int], nn.Module], held: list[dict[str, np.ndarray]],
+             codebooks: np.ndarray, crop: int, max_stages: int,
+             stages: list[int] | None = None) -> dict[int, tuple[float, float]]:
+    """stage count -> (mean PSNR dB, mean detail ratio) on centre crops of ``held`` of ``synthesis``, or of
+    ``synthesis(k)`` where it is a function of the stage count k; for k in ``stages`` (default 1..max_stages)."""
     from vqz.benchmarks.metrics import detail_ratio, psnr
     from vqz.codec.tiling import to_uint8
     from vqz.codec.vq import dequantize
 
-    synthesis.eval()
     out = {}
-    for k in range(1, max_stages + 1):
+    for k in stages or range(1, max_stages + 1):
+        network = synthesis if isinstance(synthesis, nn.Module) else synthesis(k)
+        was_training = network.training
+        network.eval()
         psnrs, ratios = [], []
         for item in held:
             gh, gw = item["indices"].shape[1:]
             ch, cw = min(gh, crop // 8), min(gw, crop // 8)
             y, x = (gh - ch) // 2, (gw - cw) // 2
             latent = dequantize(item["indices"][:k, y : y + ch, x : x + cw].astype(np.int64), codebooks)
-            image = to_uint8(synthesis(torch.from_numpy(latent).permute(2, 0, 1)[None].contiguous(
+            image = to_uint8(network(torch.from_numpy(latent).permute(2, 0, 1)[None].contiguous(
                 memory_format=torch.channels_last)).float().contiguous().numpy())
             ref = item["rgb"][8 * y : 8 * (y + ch), 8 * x : 8 * (x + cw)]
             psnrs.append(psnr(ref, image))
             ratios.append(detail_ratio(ref, image))
         out[k] = (float(np.mean(psnrs)), float(np.mean(ratios)))
-    synthesis.train()
+        network.train(was_training)
     return out
 
 
@@ -275,9 +301,16 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         p.requires_grad_(True)
     generator.to(memory_format=torch.channels_last)
     discriminator = PatchDiscriminator(weights.config.latent_dim, cfg.d_channels)
+    if cfg.init and not (resume and checkpoint.exists()):
+        load_checkpoint(Path(cfg.init), {"g_s": (generator, None), "disc": (discriminator, None)})
+        log(f"generator and discriminator from {cfg.init}")
+    film = StageFilm(generator, PURE_LEVELS) if cfg.stage_film else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
     parts = {"g_s": (generator, opt_g), "disc": (discriminator, opt_d)}
+    if film is not None:
+        opt_film = torch.optim.Adam(film.parameters(), lr=cfg.lr_film, betas=(0.5, 0.9))
+        parts["film"] = (film, opt_film)
     start = 0
     if resume and checkpoint.exists():
         start = load_checkpoint(checkpoint, parts)
@@ -300,7 +333,12 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         lr_g = cosine_lr(cfg.lr_g, step - cfg.d_warmup, cfg.steps - cfg.d_warmup, warmup=200) if g_active else 0.0
         for group in opt_g.param_groups:
             group["lr"] = lr_g
+        if film is not None:
+            for group in opt_film.param_groups:
+                group["lr"] = lr_g * cfg.lr_film / cfg.lr_g
         image, latent, stages = sampler.sample(cfg.batch)
+        if film is not None:
+            film.stages = stages
         latent = latent.contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(g_active), autocast():
             decoded = generator(latent).float()
@@ -320,8 +358,12 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
             if cfg.energy_weight:
                 loss = loss + cfg.energy_weight * energy_loss(decoded, image)
             opt_g.zero_grad(set_to_none=True)
+            if film is not None:
+                opt_film.zero_grad(set_to_none=True)
             loss.backward()
             opt_g.step()
+            if film is not None:
+                opt_film.step()
             for p in discriminator.parameters():
                 p.requires_grad_(True)
             running["l1"] = 0.98 * running["l1"] + 0.02 * l1.item()
@@ -341,8 +383,14 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         if done % cfg.validate_every == 0 or done == cfg.steps:
             if cfg.keep_validated:
                 save_checkpoint(out / f"realism-{done}.safetensors", parts, done, asdict(cfg))
-            r1 = validate(generator, held, codebooks, cfg.heldout_crop, PURE_LEVELS)
-            r05 = validate(interpolate(faithful, generator, 0.5), held, codebooks, cfg.heldout_crop, PURE_LEVELS)
+            if film is None:
+                r1 = validate(generator, held, codebooks, cfg.heldout_crop, PURE_LEVELS)
+                r05 = validate(interpolate(faithful, generator, 0.5), held, codebooks, cfg.heldout_crop, PURE_LEVELS)
+            else:  # the folded per-level networks the runtime runs
+                film.stages = None
+                folded = folded_tensors(film, generator, prefix="g_s.")
+                r1, r05 = (validate(lambda k, r=r: interpolate(faithful, generator, r, level_factors(folded, k)),
+                                    held, codebooks, cfg.heldout_crop, PURE_LEVELS) for r in (1.0, 0.5))
             minutes = (time.time() - started) / 60
             metrics = {f"{n}_{tag}_k{k}": v for tag, res in (("r1", r1), ("r05", r05)) for k, (p, d) in res.items()
                        for n, v in (("psnr", p), ("detail", d))}
@@ -353,3 +401,45 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
                 + f"; {minutes:.1f} min")
     csv_log.close()
     return checkpoint
+
+
+def calibrate_strength(checkpoint: Path, target: float = 1.0, images: int = 1000, crop: int = 384,
+                       iterations: int = 7, log=print) -> list[float]:
+    """Per-level strengths ``s_k`` (:mod:`vqz.codec.realism`) for a realism checkpoint: for each stage count
+    k = 1..PURE_LEVELS, the ``s`` in [0.25, 3] at which the synthesis ``w0 + s (w1_k - w0)`` keeps ``target``
+    times the original's fine-detail energy (mean ratio over centre crops of ``crop`` pixels of up to
+    ``images`` photos of the run's held-out split; never Kodak), by bisection (the ratio grows with s)."""
+    from vqz.codec.levels import PURE_LEVELS
+    from vqz.codec.registry import load_model
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        values = json.loads((handle.metadata() or {}).get("config", "{}"))
+    cfg = RealismTrainConfig.from_dict({k: v for k, v in values.items() if k in {f.name for f in fields(RealismTrainConfig)}})
+    cfg.heldout_images = images
+    _, held_paths = _split(cfg)
+    cache = Path(cfg.cache) if cfg.cache else Path(cfg.out) / "codes"
+    held = [dict(np.load(p)) for p in cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)]
+    weights = load_model(cfg.model)
+    faithful = torch_model(weights).g_s.eval()
+    generator = copy.deepcopy(faithful)
+    film = StageFilm(generator, PURE_LEVELS) if cfg.stage_film else None
+    parts = {"g_s": (generator, None)} | ({"film": (film, None)} if film is not None else {})
+    load_checkpoint(checkpoint, parts)
+    folded = folded_tensors(film, generator, prefix="g_s.") if film is not None else {}
+    if film is not None:
+        film.stages = None
+    strengths = []
+    for k in range(1, PURE_LEVELS + 1):
+        factors = level_factors(folded, k)
+        low, high = 0.25, 3.0
+        for _ in range(iterations):
+            middle = (low + high) / 2
+            _, detail = validate(interpolate(faithful, generator, middle, factors), held, weights.codebooks, crop,
+                                 PURE_LEVELS, stages=[k])[k]
+            low, high = (middle, high) if detail < target else (low, middle)
+        strengths.append(round((low + high) / 2, 3))
+        psnr, detail = validate(interpolate(faithful, generator, strengths[-1], factors), held, weights.codebooks, crop,
+                                PURE_LEVELS, stages=[k])[k]
+        log(f"k={k}: strength {strengths[-1]:.3f} -> detail {detail:.3f}, PSNR {psnr:.2f} dB ({len(held)} held-out crops)")
+    return strengths
