@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqz.training.data import load_split
     from vqz.training.finalize import finalize
-    from vqz.training.train import TrainConfig, autocast_enabled, train, validation_levels
+    from vqz.training.loop import autocast_enabled
+    from vqz.training.train import TrainConfig, train, validation_levels
 
     began = time.time()
     out = Path(args.out)

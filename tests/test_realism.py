@@ -4,8 +4,8 @@ the same files (network interpolation), a residual level and a model without one
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
-from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def realistic(tmp_path_factory, model):
         for p in perturbed.parameters():
             p.add_(0.02 * p.std() * torch.randn_like(p))
     checkpoint = folder / "realism.safetensors"
-    save_checkpoint(checkpoint, {"g_s": (perturbed, None)}, 1, {"model": None})
+    save_checkpoint(checkpoint, {"g_s": perturbed}, {}, 1, {"config": "{}"})
     paths = export_realism(checkpoint, folder / "test-real.safetensors", "test-real")
     checkpoint.unlink()
     return paths[0]
@@ -179,7 +179,7 @@ def stage_conditioned(tmp_path_factory, model):
         for p in film.shift.values():
             p.add_(0.01 * torch.randn_like(p))
     checkpoint = folder / "realism.safetensors"
-    save_checkpoint(checkpoint, {"g_s": (perturbed, None), "film": (film, None)}, 1, {"model": None})
+    save_checkpoint(checkpoint, {"g_s": perturbed, "film": film}, {}, 1, {"config": "{}"})
     strengths = [1.3, 1.0, 0.8, 0.6]
     paths = export_realism(checkpoint, folder / "stage-real.safetensors", "stage-real", strength=strengths)
     checkpoint.unlink()
@@ -270,7 +270,7 @@ def test_realism_training_runs_resumes_logs_and_exports(tmp_path, monkeypatch):
                              checkpoint_every=2, validate_every=2, heldout_crop=32, energy_weight=0.1,
                              precision="fp32", stage_film=True)
     checkpoint = train_realism(cfg, log=lambda message: None)
-    cfg.steps = 6
+    cfg = dataclasses.replace(cfg, steps=6)
     train_realism(cfg, resume=True, log=lambda message: None)
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert [r["step"] for r in rows] == ["0", "2", "4", "6"]

@@ -262,7 +262,7 @@ def train_realism(
     values |= {k: v for k, v in (("out", out), ("steps", steps), ("threads", threads)) if v is not None}
     try:
         cfg = RealismTrainConfig.from_dict(values)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, VqzError) as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG")
     try:
         checkpoint = run(cfg, resume=resume, log=typer.echo)

@@ -42,21 +42,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqz.training.loop import CsvLog, cosine_lr, load_checkpoint, save_checkpoint
+from vqz.errors import VqzError
+from vqz.training.loop import CsvLog, RunConfig, autocast_enabled, cosine_lr, is_due, load_checkpoint, save_checkpoint
 from vqz.training.discriminator import PatchDiscriminator
 from vqz.training.stage_film import StageFilm, folded_tensors
 
 __all__ = ["RealismTrainConfig", "cache_codes", "calibrate_strength", "train_realism"]
 
 
-@dataclass
-class RealismTrainConfig:
-    data: str = "../shared/data/train"
+@dataclass(frozen=True, kw_only=True)
+class RealismTrainConfig(RunConfig):
+    """A realistic synthesis run: :class:`~vqz.training.loop.RunConfig` and the options below."""
+
     out: str = "runs/realism"
     model: str | None = None  # installed model id (default: the default model)
     steps: int = 8000
     batch: int = 4
     crop: int = 128  # pixels, a multiple of 8
+    threads: int = 1
+    precision: str = "bf16"
     lr_g: float = 5e-5
     lr_d: float = 2e-4
     adv_weight: float = 0.8  # times VQGAN's adaptive weight
@@ -69,17 +73,18 @@ class RealismTrainConfig:
     heldout_images: int = 8
     heldout_crop: int = 256
     max_pixels: int = 600_000
-    validation_fraction: float = 0.05
     checkpoint_every: int = 250
     validate_every: int = 500
-    threads: int = 1
-    seed: int = 0
-    precision: str = "bf16"
     cache: str | None = None  # folder of the coded images (default <out>/codes); runs of one model can share it
     keep_validated: bool = False  # keep a copy of the checkpoint of every validated step (realism-<step>.safetensors)
     stage_film: bool = False  # condition the generator on the stage count (:mod:`vqz.training.stage_film`)
     lr_film: float = 5e-4  # learning rate of the stage conditioning's scales and shifts
     init: str | None = None  # a realism checkpoint to start the generator and discriminator from (a fresh run)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.crop % 8 or self.crop < 32:
+            raise VqzError(f"`crop` must be a multiple of 8 of at least 32, got {self.crop}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "RealismTrainConfig":
@@ -268,12 +273,7 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
     """Train (or continue) a realistic synthesis; returns the checkpoint path (``<out>/realism.safetensors``)."""
     from vqz.codec.levels import PURE_LEVELS
     from vqz.codec.registry import load_model
-    from vqz.training.train import PRECISIONS, autocast_enabled
 
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
-    if cfg.crop % 8 or cfg.crop < 32:
-        raise ValueError(f"`crop` must be a multiple of 8 of at least 32, got {cfg.crop}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
@@ -302,18 +302,20 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
     generator.to(memory_format=torch.channels_last)
     discriminator = PatchDiscriminator(weights.config.latent_dim, cfg.d_channels)
     if cfg.init and not (resume and checkpoint.exists()):
-        load_checkpoint(Path(cfg.init), {"g_s": (generator, None), "disc": (discriminator, None)})
+        load_checkpoint(Path(cfg.init), {"g_s": generator, "disc": discriminator})
         log(f"generator and discriminator from {cfg.init}")
     film = StageFilm(generator, PURE_LEVELS) if cfg.stage_film else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
-    parts = {"g_s": (generator, opt_g), "disc": (discriminator, opt_d)}
+    modules: dict[str, nn.Module] = {"g_s": generator, "disc": discriminator}
+    optimizers = {"g_s.opt": opt_g, "disc.opt": opt_d}
     if film is not None:
         opt_film = torch.optim.Adam(film.parameters(), lr=cfg.lr_film, betas=(0.5, 0.9))
-        parts["film"] = (film, opt_film)
+        modules["film"], optimizers["film.opt"] = film, opt_film
+    metadata = {"config": json.dumps(asdict(cfg))}
     start = 0
     if resume and checkpoint.exists():
-        start = load_checkpoint(checkpoint, parts)
+        start = load_checkpoint(checkpoint, modules, optimizers)
         sampler.rng = np.random.default_rng(cfg.seed + start)
         log(f"resumed at step {start}")
     last = list(generator.parameters())[-2]  # the last transposed convolution's weight
@@ -378,11 +380,11 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         running["real"] = 0.98 * running["real"] + 0.02 * real.float().mean().item()
         running["fake"] = 0.98 * running["fake"] + 0.02 * fake.float().mean().item()
         done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            save_checkpoint(checkpoint, parts, done, asdict(cfg))
-        if done % cfg.validate_every == 0 or done == cfg.steps:
+        if is_due(done, cfg.checkpoint_every, cfg.steps):
+            save_checkpoint(checkpoint, modules, optimizers, done, metadata)
+        if is_due(done, cfg.validate_every, cfg.steps):
             if cfg.keep_validated:
-                save_checkpoint(out / f"realism-{done}.safetensors", parts, done, asdict(cfg))
+                save_checkpoint(out / f"realism-{done}.safetensors", modules, optimizers, done, metadata)
             if film is None:
                 r1 = validate(generator, held, codebooks, cfg.heldout_crop, PURE_LEVELS)
                 r05 = validate(interpolate(faithful, generator, 0.5), held, codebooks, cfg.heldout_crop, PURE_LEVELS)
@@ -415,8 +417,8 @@ def calibrate_strength(checkpoint: Path, target: float = 1.0, images: int = 1000
 
     with safe_open(str(checkpoint), framework="pt") as handle:
         values = json.loads((handle.metadata() or {}).get("config", "{}"))
-    cfg = RealismTrainConfig.from_dict({k: v for k, v in values.items() if k in {f.name for f in fields(RealismTrainConfig)}})
-    cfg.heldout_images = images
+    known = {f.name for f in fields(RealismTrainConfig)}
+    cfg = RealismTrainConfig.from_dict({k: v for k, v in values.items() if k in known} | {"heldout_images": images})
     _, held_paths = _split(cfg)
     cache = Path(cfg.cache) if cfg.cache else Path(cfg.out) / "codes"
     held = [dict(np.load(p)) for p in cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)]
@@ -424,8 +426,7 @@ def calibrate_strength(checkpoint: Path, target: float = 1.0, images: int = 1000
     faithful = torch_model(weights).g_s.eval()
     generator = copy.deepcopy(faithful)
     film = StageFilm(generator, PURE_LEVELS) if cfg.stage_film else None
-    parts = {"g_s": (generator, None)} | ({"film": (film, None)} if film is not None else {})
-    load_checkpoint(checkpoint, parts)
+    load_checkpoint(checkpoint, {"g_s": generator} | ({"film": film} if film is not None else {}))
     folded = folded_tensors(film, generator, prefix="g_s.") if film is not None else {}
     if film is not None:
         film.stages = None

@@ -23,48 +23,38 @@ holds the same model; rank 0 alone writes the run folder.
 
 from __future__ import annotations
 
-import csv
+import json
 import math
-import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vqz.training import distributed
 from vqz.codec.config import ModelConfig
 from vqz.training.data import CropSampler, load_split
+from vqz.training.loop import (CsvLog, RunClock, RunConfig, apply_checkpoint, autocast_enabled, is_due,
+                               progress_bar, read_checkpoint, save_checkpoint)
+from vqz.training.loop import learning_rate as schedule
 from vqz.training.model import VQCodecModel
 from vqz.errors import VqzError
 
 
-PRECISIONS = ("fp32", "bf16")
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(RunConfig):
+    """Everything a training run depends on (:class:`~vqz.training.loop.RunConfig` and the model's own).
+    The transforms run under bf16 autocast with ``precision = "bf16"``; the quantizer stays float32."""
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on. Paths are relative to the working directory."""
-
-    data: str = "../shared/data/train"
-    out: str = "runs/default"
     model_id: str = "vqz-rvq-f8"
-    crop: int = 128
-    batch: int = 16
-    steps: int = 4000
     warmup_steps: int = 600
     lr: float = 2e-4
     lr_final_fraction: float = 0.1
     commitment_weight: float = 0.25
-    validation_fraction: float = 0.05
     validate_every: int = 250
     checkpoint_minutes: float = 5.0
-    seed: int = 0
-    threads: int = 0  # 0: torch's default
-    precision: str = "fp32"  # "bf16": autocast the transforms to bfloat16 (the quantizer stays float32)
     full_stage_fraction: float = 0.0  # share of each batch that keeps every trained stage; the rest draw 1..T uniformly
     train_stages: int = 0  # T: the most stages a sample keeps (0: all S); later stages' codebooks then stay as they are
     lr_ramp_steps: int = 0  # linear ramp of the learning rate from 0 over the first steps of a run
@@ -73,15 +63,11 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.crop % self.model.downsampling:
             raise VqzError(f"`crop` must be a multiple of {self.model.downsampling}, got {self.crop}")
-        for name in ("batch", "steps", "crop"):
-            if getattr(self, name) <= 0:
-                raise VqzError(f"`{name}` must be positive")
         if not 0 <= self.warmup_steps <= self.steps:
             raise VqzError("`warmup_steps` must be in [0, steps]")
-        if self.precision not in PRECISIONS:
-            raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 <= self.full_stage_fraction <= 1.0:
             raise VqzError(f"`full_stage_fraction` must be in [0, 1], got {self.full_stage_fraction}")
         if not 0 <= self.train_stages <= self.model.num_stages:
@@ -104,62 +90,13 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
-    """Linear ramp over ``lr_ramp_steps``, constant, then a cosine decay to
-    ``lr * lr_final_fraction`` over the last 40% of steps.
-
-    ``time_fraction`` (the share of ``max_minutes`` spent) replaces the share of steps done
-    when it is the larger one, so a run stopped by its time budget ends its decay too.
-    """
-    start = int(config.steps * 0.6)
-    ramp = getattr(config, "lr_ramp_steps", 0)  # the baselines' trainer shares this schedule, without a ramp
-    if step < ramp:
-        return config.lr * min(1.0, (step + 1) / ramp)
-    low = config.lr * config.lr_final_fraction
-    if time_fraction > step / config.steps:
-        if time_fraction < 0.6:
-            return config.lr
-        progress = min(1.0, (time_fraction - 0.6) / 0.4)
-        return low + (config.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
-    if step < start:
-        return config.lr
-    progress = (step - start) / max(1, config.steps - start)
-    return low + (config.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
+    """The run's learning rate at ``step`` (:func:`vqz.training.loop.learning_rate`: ramp, constant, cosine
+    decay to ``lr * lr_final_fraction`` over the last 40% of the steps or of the time budget)."""
+    return schedule(config.lr, step, config.steps, config.lr_final_fraction, config.lr_ramp_steps, time_fraction)
 
 
-def _save_checkpoint(path: Path, model: VQCodecModel, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(step), "config": model.config.to_json(), "model_id": config.model_id})
-    tmp.replace(path)
-
-
-def _read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = dict(handle.metadata() or {})
-    return load_file(str(path)), metadata
-
-
-def _apply_checkpoint(tensors: dict[str, Tensor], metadata: dict[str, str], model: VQCodecModel,
-                      optimizer: torch.optim.Optimizer) -> int:
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            # Adam keeps its step counter on the CPU (unless capturable); the moments follow the parameters
-            state["state"].setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
-    optimizer.load_state_dict(state)
-    return int(metadata["step"])
-
-
-def _load_checkpoint(path: Path, model: VQCodecModel, optimizer: torch.optim.Optimizer) -> int:
-    tensors, metadata = _read_checkpoint(path)
-    return _apply_checkpoint(tensors, metadata, model, optimizer)
+MODULES = "model"
+OPTIMIZER = "optim"
 
 
 @torch.no_grad()
@@ -264,40 +201,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         distributed.teardown(context)
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` runs bf16 natively: CUDA, or a CPU where oneDNN reports bf16 support."""
-    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def autocast_enabled(precision: str, device: torch.device, announce: bool = True) -> bool:
-    """Whether to run the transforms under bf16 autocast for ``precision`` on ``device``.
-
-    bf16 pays only where the hardware has it: on a CPU without native bf16 (no AVX-512 BF16
-    or AMX, e.g. an AVX2-only EPYC) oneDNN emulates it, and a training step of the default
-    model took about 18 s against 2.2 s in fp32 (2 threads, session 7's AVX2 EPYC). There
-    ``bf16`` falls back to fp32 with one line on stderr (when ``announce``: under torchrun only
-    rank 0 says it); a run's numbers then match an fp32 run.
-    """
-    if precision != "bf16":
-        return False
-    if not native_bf16(device):
-        import sys
-
-        if announce:
-            print("vqz train: this CPU has no native bf16 (AVX-512 BF16 or AMX), which makes bf16 about 8x "
-                  "slower than fp32 here: training in fp32", file=sys.stderr)
-        return False
-    return True
-
-
 def _train(config: TrainConfig, resume: bool, progress: bool, context: distributed.Context) -> Path:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     main = context.is_main
     out = Path(config.out)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(__import__("json").dumps(asdict(config), indent=2))
+        (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -327,10 +236,10 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
     if resuming:
-        tensors, metadata = _read_checkpoint(checkpoint) if main else (None, None)
+        tensors, metadata = read_checkpoint(checkpoint) if main else (None, None)
         if context.distributed:
             tensors, metadata = distributed.broadcast_tensor_dict(tensors, metadata, context)
-        step = _apply_checkpoint(tensors, metadata, model, optimizer)
+        step = apply_checkpoint(tensors, metadata, {MODULES: model}, {OPTIMIZER: optimizer})
         sampler.rng = __import__("numpy").random.default_rng(config.seed + step)
     net: torch.nn.Module = model
     if context.distributed:
@@ -345,24 +254,15 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
                           else {"broadcast_buffers": False})  # the name before torch 2.14
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
 
-    log = None
     levels = validation_levels(config)
-    if main:
-        log_path = out / "log.csv"
-        new_log = not log_path.exists() or not resume
-        log = open(log_path, "w" if new_log else "a", newline="")
-        writer = csv.writer(log)
-        if new_log:
-            writer.writerow(["step", "phase", "lr", "loss", "train_psnr", "elapsed_s"] + [f"val_psnr_s{l}" for l in levels])
+    columns = ["step", "phase", "lr", "loss", "train_psnr", "elapsed_s"] + [f"val_psnr_s{l}" for l in levels]
+    log = CsvLog(out / "log.csv", columns, resume) if main else None
 
     model.train()
-    started = time.time()
-    last_checkpoint = time.time()
+    clock = RunClock(config.checkpoint_minutes, config.max_minutes)
     time_fraction = 0.0  # share of max_minutes spent (rank 0's clock), 0 without a time budget
     running_loss, running_psnr, count = 0.0, 0.0, 0
-    columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, disable=not (progress and main)) as bar:
+    with progress_bar("train", progress and main) as bar:
         task = bar.add_task("train", total=config.steps, completed=step, status="")
         is_last = step >= config.steps
         while not is_last:
@@ -393,22 +293,23 @@ def _train(config: TrainConfig, resume: bool, progress: bool, context: distribut
             count += 1
             bar.update(task, completed=step, status=f"loss {running_loss / count:.5f} psnr {running_psnr / count:.2f}dB")
             if config.max_minutes > 0:
-                time_fraction = distributed.broadcast_scalar((time.time() - started) / (config.max_minutes * 60), context)
+                time_fraction = distributed.broadcast_scalar(clock.budget_fraction(), context)
 
             is_last = step >= config.steps or time_fraction >= 1.0
-            if main and (step % config.validate_every == 0 or is_last):
+            validating = is_due(step, config.validate_every, config.steps) or is_last
+            if main and validating:
                 val = validate(model, val_images, device, levels) if quantize else {}
-                writer.writerow([step, "vq" if quantize else "ae", f"{learning_rate(config, step, time_fraction):.3g}",
-                                 f"{running_loss / count:.6f}", f"{running_psnr / count:.3f}", f"{time.time() - started:.0f}"]
-                                + [f"{val.get(l, float('nan')):.3f}" for l in levels])
-                log.flush()
-            if step % config.validate_every == 0 or is_last:
+                log.row(step=step, phase="vq" if quantize else "ae", lr=f"{learning_rate(config, step, time_fraction):.3g}",
+                        loss=f"{running_loss / count:.6f}", train_psnr=f"{running_psnr / count:.3f}",
+                        elapsed_s=f"{clock.seconds:.0f}", **{f"val_psnr_s{l}": f"{val.get(l, float('nan')):.3f}" for l in levels})
+            if validating:
                 running_loss, running_psnr, count = 0.0, 0.0, 0
                 if not distributed.replicas_agree(_float_state(model), context):
                     raise VqzError(f"step {step}: the processes' models diverged (parameters or codebooks differ)")
-            if main and (is_last or time.time() - last_checkpoint > config.checkpoint_minutes * 60):
-                _save_checkpoint(checkpoint, model, optimizer, step, config)
-                last_checkpoint = time.time()
+            if main and (is_last or clock.checkpoint_due()):
+                save_checkpoint(checkpoint, {MODULES: model}, {OPTIMIZER: optimizer}, step,
+                                {"config": model.config.to_json(), "model_id": config.model_id})
+                clock.checkpointed()
     if log is not None:
         log.close()
     if context.distributed:

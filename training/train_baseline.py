@@ -29,11 +29,9 @@ metadata naming the family, ``N``, ``M``, ``lmbda``, the steps trained and the d
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
-import time
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -45,6 +43,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vqz.training.data import CropSampler, load_split
+from vqz.training.loop import (CsvLog, RunClock, RunConfig, apply_checkpoint, autocast_enabled, is_due, learning_rate,
+                               progress_bar, read_checkpoint, save_checkpoint)
 from vqz.errors import VqzError
 
 __all__ = [
@@ -79,32 +79,25 @@ def lmbda_name(lmbda: float) -> str:
     return format(lmbda, "g")
 
 
-@dataclass(frozen=True)
-class BaselineTrainConfig:
-    """Everything a baseline training run depends on. Paths are relative to the working directory.
-
-    ``out`` left empty means ``runs/<family>-<lmbda>``.
+@dataclass(frozen=True, kw_only=True)
+class BaselineTrainConfig(RunConfig):
+    """Everything a baseline training run depends on (:class:`~vqz.training.loop.RunConfig` and the
+    family's own). ``out`` left empty means ``runs/<family>-<lmbda>``. With ``precision = "bf16"`` the
+    transforms run under bf16 autocast; the entropy models stay float32.
     """
 
     family: str
     lmbda: float
     N: int = 128
     M: int = 192
-    data: str = "../shared/data/train"
     out: str = ""
-    crop: int = 128
-    batch: int = 16
     steps: int = 5500
     lr: float = 1e-4
     aux_lr: float = 1e-3
     lr_final_fraction: float = 0.1
     clip_max_norm: float = 1.0
-    validation_fraction: float = 0.05
     validate_every: int = 250
     checkpoint_minutes: float = 5.0
-    seed: int = 0
-    threads: int = 0  # 0: torch's default
-    precision: str = "fp32"  # "bf16": the transforms under bf16 autocast; the entropy models stay float32
     snapshot_steps: tuple[int, ...] = ()  # also keep the checkpoint of these steps (checkpoint-<step>.safetensors)
 
     def __post_init__(self) -> None:
@@ -125,10 +118,7 @@ class BaselineTrainConfig:
         if not isinstance(self.snapshot_steps, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in self.snapshot_steps):
             raise VqzError(f"`snapshot_steps` must be a list of positive step numbers, got {self.snapshot_steps!r}")
         object.__setattr__(self, "snapshot_steps", tuple(self.snapshot_steps))
-        if self.precision not in ("fp32", "bf16"):
-            raise VqzError(f"`precision` must be fp32 or bf16, got {self.precision!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise VqzError(f"`validation_fraction` must be in [0, 1), got {self.validation_fraction}")
+        super().__post_init__()
         if self.crop % DOWNSAMPLING[self.family]:
             raise VqzError(f"`crop` must be a multiple of {DOWNSAMPLING[self.family]} for {self.family}, got {self.crop}")
         if not self.out:
@@ -197,25 +187,7 @@ def _parameter_groups(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter],
     return main, aux
 
 
-def _save_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                     step: int, config: BaselineTrainConfig) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for prefix, optimizer in optimizers.items():
-        for index, state in optimizer.state_dict()["state"].items():
-            for key, value in state.items():
-                tensors[f"{prefix}.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(step), "family": config.family,
-                                           "config": json.dumps(asdict(config))})
-    tmp.replace(path)
-
-
-def _checkpoint_metadata(path: Path) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-    except Exception as exc:  # safetensors raises its own error types for a bad header
-        raise VqzError(f"{path} is not a safetensors checkpoint: {exc}") from exc
+def _checkpoint_metadata(path: Path, metadata: dict[str, str]) -> dict[str, str]:
     for key in ("step", "family", "config"):
         if key not in metadata:
             raise VqzError(f"{path} is not a baseline training checkpoint (no `{key}` in its metadata)")
@@ -224,22 +196,13 @@ def _checkpoint_metadata(path: Path) -> dict[str, str]:
 
 def _load_checkpoint(path: Path, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
                      config: BaselineTrainConfig) -> int:
-    metadata = _checkpoint_metadata(path)
-    saved = json.loads(metadata["config"])
+    tensors, metadata = read_checkpoint(path)
+    saved = json.loads(_checkpoint_metadata(path, metadata)["config"])
     for key in ("family", "N", "M"):
         if saved.get(key) != getattr(config, key):
             raise VqzError(f"{path} was trained with {key} = {saved.get(key)!r}, the config says {getattr(config, key)!r}; "
                            "use another `out` folder or drop --resume")
-    tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    for prefix, optimizer in optimizers.items():
-        state = optimizer.state_dict()
-        for key, value in tensors.items():
-            if key.startswith(prefix + "."):
-                _, index, name = key.split(".", 2)
-                state["state"].setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict(state)
-    return int(metadata["step"])
+    return apply_checkpoint(tensors, metadata, {"model": model}, optimizers)
 
 
 def _centre_crops(images: list, size: int, multiple: int) -> list[torch.Tensor]:
@@ -284,10 +247,6 @@ LOG_COLUMNS = ["step", "lr", "loss", "mse", "bpp", "aux_loss", "train_psnr", "el
 
 def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a baseline training; returns the path of the last checkpoint."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from vqz.training.train import learning_rate  # the vqz schedule; reads only steps, lr, lr_final_fraction
-
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
@@ -305,8 +264,6 @@ def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: 
 
     model = build_model(config.family, config.N, config.M).to(device)
     keep_entropy_models_float32(model)
-    from vqz.training.train import autocast_enabled
-
     use_bf16 = autocast_enabled(config.precision, device)
     main_parameters, aux_parameters = _parameter_groups(model)
     optimizer = torch.optim.Adam(main_parameters, lr=config.lr)
@@ -318,22 +275,14 @@ def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: 
         step = _load_checkpoint(checkpoint, model, optimizers, config)
         sampler.rng = __import__("numpy").random.default_rng(config.seed + step)
         torch.manual_seed(config.seed + step)
-    log_path = out / "log.csv"
-    new_log = not log_path.exists() or not resume
     model.train()
-    started = time.time()
-    last_checkpoint = time.time()
+    clock = RunClock(config.checkpoint_minutes)
     totals = dict.fromkeys(("loss", "mse", "bpp", "aux", "psnr"), 0.0)
     count = 0
-    columns = [TextColumn(f"[bold]train {config.family}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with open(log_path, "w" if new_log else "a", newline="") as log, Progress(*columns, disable=not progress) as bar:
-        writer = csv.writer(log)
-        if new_log:
-            writer.writerow(LOG_COLUMNS)
+    with CsvLog(out / "log.csv", LOG_COLUMNS, resume) as log, progress_bar(f"train {config.family}", progress) as bar:
         task = bar.add_task("train", total=config.steps, completed=step, status="")
         while step < config.steps:
-            lr = learning_rate(config, step)  # type: ignore[arg-type]
+            lr = learning_rate(config.lr, step, config.steps, config.lr_final_fraction)  # the vqz models' schedule
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = sampler.sample(config.batch).to(device)
@@ -361,18 +310,18 @@ def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: 
                        f"psnr {totals['psnr'] / count:.2f}dB bpp {totals['bpp'] / count:.3f}")
 
             is_last = step == config.steps
-            if step % config.validate_every == 0 or is_last:
+            if is_due(step, config.validate_every, config.steps):
                 val = validate_baseline(model, val_images, device, config.family)
-                writer.writerow([step, f"{lr:.3g}", f"{totals['loss'] / count:.6f}", f"{totals['mse'] / count:.6f}",
-                                 f"{totals['bpp'] / count:.4f}", f"{totals['aux'] / count:.3f}",
-                                 f"{totals['psnr'] / count:.3f}", f"{time.time() - started:.0f}",
-                                 f"{val['psnr']:.3f}", f"{val['bpp']:.4f}"])
-                log.flush()
+                log.row(step=step, lr=f"{lr:.3g}", loss=f"{totals['loss'] / count:.6f}", mse=f"{totals['mse'] / count:.6f}",
+                        bpp=f"{totals['bpp'] / count:.4f}", aux_loss=f"{totals['aux'] / count:.3f}",
+                        train_psnr=f"{totals['psnr'] / count:.3f}", elapsed_s=f"{clock.seconds:.0f}",
+                        val_psnr=f"{val['psnr']:.3f}", val_bpp=f"{val['bpp']:.4f}")
                 totals = dict.fromkeys(totals, 0.0)
                 count = 0
-            if is_last or step in config.snapshot_steps or time.time() - last_checkpoint > config.checkpoint_minutes * 60:
-                _save_checkpoint(checkpoint, model, optimizers, step, config)
-                last_checkpoint = time.time()
+            if is_last or step in config.snapshot_steps or clock.checkpoint_due():
+                save_checkpoint(checkpoint, {"model": model}, optimizers, step,
+                                {"family": config.family, "config": json.dumps(asdict(config))})
+                clock.checkpointed()
                 if step in config.snapshot_steps:
                     shutil.copyfile(checkpoint, out / f"checkpoint-{step}.safetensors")
     return checkpoint
@@ -406,11 +355,10 @@ def export_baseline(run: Path, output: Path) -> BaselineWeightsInfo:
     checkpoint = Path(run) / "checkpoint.safetensors"
     if not checkpoint.exists():
         raise VqzError(f"{checkpoint} does not exist: train first (vqz train CONFIG.toml)")
-    metadata = _checkpoint_metadata(checkpoint)
-    config = BaselineTrainConfig.from_dict(json.loads(metadata["config"]))
+    tensors, metadata = read_checkpoint(checkpoint)
+    config = BaselineTrainConfig.from_dict(json.loads(_checkpoint_metadata(checkpoint, metadata)["config"]))
     model = build_model(config.family, config.N, config.M)
-    tensors = load_file(str(checkpoint))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    apply_checkpoint(tensors, metadata, {"model": model})
     model.eval()
     model.update(force=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

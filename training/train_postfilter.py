@@ -22,7 +22,6 @@ last one learned; Adam starts fresh, ``lr_warmup_steps`` ramps its rate). Held-o
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -32,32 +31,30 @@ from pathlib import Path
 import numpy as np
 
 from vqz.errors import VqzError
+from vqz.training.loop import (CsvLog, RunConfig, autocast_enabled, cosine_lr, is_due, load_checkpoint, save_checkpoint,
+                               warmup_factor)
 
 __all__ = ["PostFilterTrainConfig", "make_pairs", "train_postfilter", "heldout_gain"]
 
 
-@dataclass
-class PostFilterTrainConfig:
-    data: str = "../shared/data/train"
+@dataclass(frozen=True, kw_only=True)
+class PostFilterTrainConfig(RunConfig):
+    """A post-filter run: :class:`~vqz.training.loop.RunConfig` and the options below."""
+
     out: str = "runs/postfilter"
     model: str | None = None  # installed model id whose decoded images the filter learns from
     channels: int = 32
     layers: int = 4
     quarter_channels: int = 0  # > 0: one layer is a quarter-resolution branch of this width (postfilter_net)
     steps: int = 6000
-    batch: int = 16
-    crop: int = 128
+    threads: int = 2
     lr: float = 2e-3
     images: int = 400  # training images to code (a random subset of the split)
     heldout_images: int = 12
     steps_per_image: int = 3
     stage_pairs_per_image: int = 0  # decodings of random stage-only levels per image (0: residual levels only)
     max_pixels: int = 400_000
-    validation_fraction: float = 0.05
-    checkpoint_every: int = 500
-    threads: int = 2
-    seed: int = 0
-    precision: str = "fp32"  # "bf16": autocast the filter's forward pass (falls back to fp32 without native bf16)
+    checkpoint_every: int = 500  # steps; held-out validation at each checkpoint
     lr_warmup_steps: int = 0  # linear ramp of the learning rate from 0 over these steps (a warm start's first steps)
     init_from: str | None = None  # a shipped filter's weights file (tensors ``pf.*``) to start from; same channels and layers
 
@@ -184,14 +181,10 @@ def _batch(pairs: list[dict[str, np.ndarray]], batch: int, crop: int, rng: np.ra
 def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) a post-filter; returns the checkpoint path."""
     import torch
-    from safetensors.torch import load_file, save_file
 
     from vqz.codec.levels import PURE_LEVELS, RESIDUAL_LADDER
     from vqz.training.postfilter_net import PostFilterNet, load_shipped_filter
-    from vqz.training.train import PRECISIONS, autocast_enabled
 
-    if cfg.precision not in PRECISIONS:
-        raise VqzError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
     net = PostFilterNet(cfg.channels, cfg.layers, cfg.quarter_channels)
     if cfg.init_from:  # checked before any image is coded
@@ -227,28 +220,17 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     start = 0
     if resume and checkpoint.exists():
-        state = load_file(checkpoint)
-        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-        for i, p in enumerate(net.parameters()):
-            opt.state[p] = {"step": state[f"opt.{i}.step"].reshape(()), "exp_avg": state[f"opt.{i}.exp_avg"],
-                            "exp_avg_sq": state[f"opt.{i}.exp_avg_sq"]}
-        start = int(state["step"].item())
+        start = load_checkpoint(checkpoint, {"net": net}, {"opt": opt})
         log(f"resumed at step {start}")
     elif cfg.init_from:
         net.load_state_dict(warm.state_dict())
         log(f"warm start from {cfg.init_from}")
     rng = np.random.default_rng(cfg.seed + start)
-    log_path = out / "log.csv"
-    new_log = not log_path.exists() or not resume
-    with open(log_path, "w" if new_log else "a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new_log:
-            writer.writerow(["step", "lr", "train_gain_db", "heldout_gain_db", "heldout_stage_gain_db", "minutes"])
+    columns = ["step", "lr", "train_gain_db", "heldout_gain_db", "heldout_stage_gain_db", "minutes"]
+    with CsvLog(out / "log.csv", columns, resume) as csv_log:
         running = 0.0
         for step in range(start, cfg.steps):
-            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-            if step < cfg.lr_warmup_steps:
-                lr *= (step + 1) / cfg.lr_warmup_steps
+            lr = cosine_lr(cfg.lr, step, cfg.steps) * warmup_factor(step, cfg.lr_warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             x, y, strength = _batch(train, cfg.batch, cfg.crop, rng, net.multiple)
@@ -265,23 +247,15 @@ def train_postfilter(cfg: PostFilterTrainConfig, resume: bool = False, log=print
             opt.step()
             running = 0.98 * running + 0.02 * 10 * math.log10(max(before, 1e-12) / max(loss.item(), 1e-12))
             done = step + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if is_due(done, cfg.checkpoint_every, cfg.steps):
                 net.eval()
                 gain = heldout_gain(net, held)
                 stage_gain = heldout_gain(net, held_stage) if held_stage else float("nan")
                 net.train()
-                state = {f"net.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
-                for i, p in enumerate(net.parameters()):
-                    s = opt.state[p]
-                    state[f"opt.{i}.step"] = s["step"].reshape(1).float() if torch.is_tensor(s["step"]) else torch.tensor([float(s["step"])])
-                    state[f"opt.{i}.exp_avg"], state[f"opt.{i}.exp_avg_sq"] = s["exp_avg"], s["exp_avg_sq"]
-                state["step"] = torch.tensor([done])
-                tmp = checkpoint.with_suffix(".tmp")
-                save_file(state, tmp, metadata={"config": json.dumps(asdict(cfg))})
-                tmp.replace(checkpoint)
+                save_checkpoint(checkpoint, {"net": net}, {"opt": opt}, done, {"config": json.dumps(asdict(cfg))})
                 minutes = (time.time() - started) / 60
-                writer.writerow([done, f"{lr:.3e}", f"{running:.4f}", f"{gain:.4f}", f"{stage_gain:.4f}", f"{minutes:.1f}"])
-                handle.flush()
+                csv_log.row(step=done, lr=f"{lr:.3e}", train_gain_db=f"{running:.4f}", heldout_gain_db=f"{gain:.4f}",
+                            heldout_stage_gain_db=f"{stage_gain:.4f}", minutes=f"{minutes:.1f}")
                 log(f"step {done}: train gain {running:.3f} dB (running), held-out gain {gain:.3f} dB "
                     f"(stage-only levels {stage_gain:.3f} dB), {minutes:.1f} min")
     return checkpoint
