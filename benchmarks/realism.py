@@ -163,19 +163,34 @@ def summary_html(markdown: str) -> str:
     return f"<table class='summary'><tr>{head}</tr>{body}</table>"
 
 
+_SHEET_BODY = "<p>Each crop is the"
+
+
+def _sheet_head(table: str) -> list[str]:
+    return ["<!doctype html><meta charset='utf-8'><title>vqz crop sheet</title>",
+            "<style>body{font:14px sans-serif;background:#222;color:#ddd}td,th{padding:4px;vertical-align:top}"
+            ".summary td,.summary th{border-bottom:1px solid #555;text-align:right}"
+            "img{image-rendering:pixelated;display:block}</style>",
+            "<h1>Crop sheet: vqz at each realism, WebP and AVIF at matched bytes, 1:1</h1>",
+            summary_html(table), "<p>" + html.escape(table.split("\n")[0]) + "</p>" if table else ""]
+
+
+def refresh_crop_sheet(out: Path, table: str) -> None:
+    """Put ``table`` (e.g. the summary of merged shards) at the top of ``out/crop_sheet.html``, if there is one."""
+    sheet = out / "crop_sheet.html"
+    if sheet.exists():
+        body = sheet.read_text()
+        sheet.write_text("\n".join(_sheet_head(table)) + "\n" + body[body.index(_SHEET_BODY):])
+
+
 def write_crop_sheet(out: Path, crops: list, table: str = "") -> None:
     """``crop_sheet.html`` and its PNG crops in ``out/crops``: one row per image and level, 1:1, below the
     summary ``table`` (markdown of :func:`summary`) when given."""
     folder = out / "crops"
     folder.mkdir(exist_ok=True)
-    parts = ["<!doctype html><meta charset='utf-8'><title>vqz crop sheet</title>",
-             "<style>body{font:14px sans-serif;background:#222;color:#ddd}td,th{padding:4px;vertical-align:top}"
-             ".summary td,.summary th{border-bottom:1px solid #555;text-align:right}"
-             "img{image-rendering:pixelated;display:block}</style>",
-             "<h1>Crop sheet: vqz at each realism, WebP and AVIF at matched bytes, 1:1</h1>",
-             summary_html(table), "<p>" + html.escape(table.split("\n")[0]) + "</p>" if table else "",
-             f"<p>Each crop is the {CROP}x{CROP} window with the most fine detail in the original. Under each: bytes of "
-             "the whole file, PSNR (dB), ColorVideoVDP JOD, fine-detail energy kept.</p><table>"]
+    parts = _sheet_head(table) + [
+        f"{_SHEET_BODY} {CROP}x{CROP} window with the most fine detail in the original. Under each: bytes of "
+        "the whole file, PSNR (dB), ColorVideoVDP JOD, fine-detail energy kept.</p><table>"]
     for stem, level, (top, left), ref, variants, scores in crops:
         cells = []
         for name, image, _ in [("original", ref, None)] + variants:
@@ -226,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard", default="0/1", help="I/N: every N-th image from the I-th (parallel runs into "
                                                      "separate --out folders; merge their rows.csv with --merge)")
     parser.add_argument("--merge", nargs="*", type=Path, default=[], help="rows.csv files to merge into --out "
-                                                                          "(summary only, nothing is measured)")
+                                                                          "(summary, and the crop sheet's table if "
+                                                                          "--out has one; nothing is measured)")
     parser.add_argument("--crop-sheet", default="", help="comma-separated image stems for the crop sheet")
     parser.add_argument("--sheet-levels", default="1,2")
     parser.add_argument("--pixel-blend", action="store_true", help="also the pixel mix of R = 0 and 1 for each R between")
@@ -243,7 +259,9 @@ def main(argv: list[str] | None = None) -> None:
             writer = csv.DictWriter(handle, COLUMNS)
             writer.writeheader()
             writer.writerows(sorted(rows, key=lambda r: (r["image"], r["level"], _order(r["variant"]))))
-        (args.out / "summary.md").write_text(summary(rows, len({r["image"] for r in rows})))
+        table = summary(rows, len({r["image"] for r in rows}))
+        (args.out / "summary.md").write_text(table)
+        refresh_crop_sheet(args.out, table)
         return
     import torch
 

@@ -62,7 +62,8 @@ def models(
         from vqz.codec.realism import installed_realistic
 
         for real in installed_realistic():  # what `vqz decode --realism R` runs for the model it names
+            levels = ("  strength per stage count " + " / ".join(f"{v:g}" for v in real.strength)) if real.levels else ""
             typer.echo(f"  realistic synthesis {real.realism_id}  for {real.base_model_id} "
-                       f"({real.base_model_hash.hex()})  {real.path}")
+                       f"({real.base_model_hash.hex()})  {real.path}{levels}")
     if failed:
         raise typer.Exit(1)

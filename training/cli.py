@@ -275,7 +275,7 @@ def train_realism(
 def export_realism(
     source: Annotated[Path, typer.Argument(help="A realistic synthesis training checkpoint (RUN/realism.safetensors).", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors); its graphs go beside it.")],
-    realism_id: Annotated[str, typer.Option("--id", help="The realistic synthesis' name.")] = "vqz-real1",
+    realism_id: Annotated[str, typer.Option("--id", help="The realistic synthesis' name (a new one for new weights: e.g. vqz-real3).", show_default=False)],
     model: Annotated[Optional[str], typer.Option("--model", help="The installed model it was trained for (default: the one in the checkpoint's config).")] = None,
     strength: Annotated[Optional[str], typer.Option("--strength", help="Per-level strengths of R = 1, comma-separated (e.g. 1.4,1.1,0.9,0.8), or 'detail[=T]': chosen on the run's held-out photos so that R = 1 keeps T (default 1.0) times the original's fine detail.")] = None,
 ) -> None:
@@ -283,7 +283,7 @@ def export_realism(
 
     The file names its model by weights hash; `vqz decode --realism R` finds it by that hash.
 
-    Example: vqz export-realism runs/realism/realism.safetensors -o codec/weights/vqz-real1.safetensors --id vqz-real1
+    Example: vqz export-realism runs/realism/realism.safetensors -o codec/weights/vqz-real3.safetensors --id vqz-real3 --strength detail=0.9
     """
     require("train")
     from vqz.training.export import export_realism as run
