@@ -2,7 +2,7 @@
 
 Training a larger model from scratch on a CPU would spend thousands of steps re-learning
 what the shipped model already knows. Every change here has a start that keeps the old
-model's output exactly (tested in ``tests/test_grow.py``):
+model's output exactly (tested in ``tests/training/test_grow.py``):
 
 * **latent-resolution residual blocks** (``latent_blocks``): compressai's ResidualBlock is
   ``x + leaky_relu(conv2(leaky_relu(conv1(x))))``; with ``conv2``'s weight and bias at zero it

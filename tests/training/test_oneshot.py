@@ -33,7 +33,7 @@ from vqz.codec.pipeline import decode_bytes, encode_array
 from vqz.training.train import TrainConfig, learning_rate
 from vqz.codec.weights import load_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FRACTION = 0.3
 TINY = {"channels": 16, "latent_dim": 4, "downsampling_log2": 2, "num_stages": 3, "codebook_size": 8}
 BUNDLE = ROOT / "scripts" / "gpu_bundle.py"

@@ -14,7 +14,7 @@ from vqz.benchmarks.runner import Row, run_benchmark
 
 from vqz.errors import VqzError
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "kodak-published"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "kodak-published"
 
 
 @pytest.fixture

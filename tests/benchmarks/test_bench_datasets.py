@@ -23,7 +23,7 @@ from vqz.benchmarks import datasets
 from vqz.benchmarks.datasets import KODAK_PIXEL_SHA256, KODAK_SHA256, fetch_kodak, list_images, resolve_dataset
 from vqz.benchmarks.errors import DatasetError
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak"
 
 
 @pytest.fixture(autouse=True)

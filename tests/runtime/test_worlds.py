@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ("codec", "bitstream", "vqz", "cli")
 FORBIDDEN = ("torch", "torchvision", "compressai", "onnx", "pytorch_msssim", "matplotlib", "vqz.training",
              "vqz.benchmarks")

@@ -24,7 +24,7 @@ from vqz.codec.photos import is_validation
 from vqz.training.train_baseline import BaselineTrainConfig, export_baseline, read_baseline_info, train_baseline
 from vqz.errors import VqzError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ["bmshj2018-factorized", "bmshj2018-hyperprior"]
 CODEC_OF = {"bmshj2018-factorized": FactorizedSameBudgetCodec, "bmshj2018-hyperprior": HyperpriorSameBudgetCodec}
 VALIDATION_FRACTION = 0.34

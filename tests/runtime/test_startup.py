@@ -26,7 +26,7 @@ from vqz.cli.app import COMMANDS, app
 
 from conftest import DATA
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("numpy", "onnxruntime", "torch", "compressai", "pydantic", "rich", "vqz.codec.weights", "vqz.api",
          "vqz.benchmarks.cli", "vqz.cli.encode", "vqz.cli.decode", "multiprocessing", "concurrent.futures")
 

@@ -16,7 +16,7 @@ from vqz.benchmarks.runner import measure
 
 from vqz.errors import VqzError
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak"
 PILLOW_CODECS = ["jpeg", "webp", "avif", "jpeg2000", "jpegxl"]
 
 

@@ -32,7 +32,7 @@ from vqz.errors import ModelError
 
 from conftest import DATA, KODAK, smooth_image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_python(code: str) -> dict:
