@@ -1,7 +1,7 @@
 """Padding an image to a multiple of the model's downsampling (numpy, no torch).
 
 The same arithmetic as CompressAI's ``compressai.ops.compute_padding`` (tested equal in
-``tests/test_runtime.py``): the padding is split between both sides, the smaller half on
+``tests/runtime/test_runtime.py``): the padding is split between both sides, the smaller half on
 the left/top, and filled by replicating the edge pixels.
 """
 

@@ -7,7 +7,7 @@ level. One encode at that level therefore yields every stage-only level: a level
 (with ``quality = q``) repacked around a prefix of the payloads, and its exact size is known
 without encoding again. A level with a residual layer (:mod:`vqz.codec.levels`) is a prefix plus
 that layer, coded on demand against the prefix's rendered image (one synthesis per prefix).
-``tests/test_rate_control.py`` checks that every level is byte-identical to a direct encode.
+``tests/runtime/test_rate_control.py`` checks that every level is byte-identical to a direct encode.
 
 * ``--target-size B`` (like cwebp's ``-size``, avifenc's ``--target-size``): the largest file of
   at most ``B`` bytes, metadata included. Whole levels are too coarse (one more stage can

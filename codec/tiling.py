@@ -65,7 +65,7 @@ def synthesis_split(config: ModelConfig) -> int:
 def split_margins(config: ModelConfig) -> tuple[int, int]:
     """(latent-resolution margin, full-resolution margin) in latent cells for the split passes: a 3x3
     convolution per cell of radius at latent resolution (1 + 2 per residual block) plus one; the strided
-    and transposed 5x5 convolutions of a d = 8 model reach 2 cells (``tests/test_tiling.py`` measures both)."""
+    and transposed 5x5 convolutions of a d = 8 model reach 2 cells (``tests/runtime/test_tiling.py`` measures both)."""
     return 1 + 2 * (1 + config.latent_blocks) + 1, 2
 
 

@@ -2,7 +2,7 @@
 
 The same arithmetic as :class:`vqz.training.quantizer.ResidualVectorQuantizer` (float32, the
 same formula and order of operations), so the PyTorch path and this one pick the same
-codes except on exact near-ties (compared on Kodak in ``tests/test_runtime.py``).
+codes except on exact near-ties (compared on Kodak in ``tests/runtime/test_runtime.py``).
 
 Shapes: codebooks ``(S, K, M)`` float32; latents ``(h, w, M)`` float32 (channels last);
 indices ``(S', h, w)`` int64, one plane per stage.

@@ -13,7 +13,7 @@ multiples of ``config.downsampling``; padding and cropping are the caller's job
 This is the training world (PyTorch, CompressAI). The coding runtime does not import it: it
 runs the exported graphs of ``g_a`` / ``g_s`` (:mod:`vqz.training.export`, :mod:`vqz.codec.engine`)
 and the numpy quantizer (:mod:`vqz.codec.vq`). The coding methods here are the PyTorch
-reference the runtime is compared with (``tests/test_runtime.py``).
+reference the runtime is compared with (``tests/runtime/test_runtime.py``).
 """
 
 from __future__ import annotations

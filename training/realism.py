@@ -77,6 +77,7 @@ class RealismTrainConfig(RunConfig):
     validate_every: int = 500
     cache: str | None = None  # folder of the coded images (default <out>/codes); runs of one model can share it
     keep_validated: bool = False  # keep a copy of the checkpoint of every validated step (realism-<step>.safetensors)
+    lattice_weight: float = 0.0  # weight of the code-grid pattern term (:func:`lattice_loss`; 0: off)
     stage_film: bool = False  # condition the generator on the stage count (:mod:`vqz.training.stage_film`)
     lr_film: float = 5e-4  # learning rate of the stage conditioning's scales and shifts
     init: str | None = None  # a realism checkpoint to start the generator and discriminator from (a fresh run)
@@ -265,6 +266,23 @@ def energy_loss(decoded: Tensor, image: Tensor) -> Tensor:
     return (torch.log(detail_energy(decoded) + eps) - torch.log(detail_energy(image) + eps)).square().mean()
 
 
+def grid_pattern(x: Tensor, period: int = 8) -> Tensor:
+    """(B, C, H, W), H and W multiples of ``period`` -> (B, C, period, period): the mean of each pixel phase
+    over the crop's cells, less its mean. Its DFT is the crop's DFT at the code grid's lattice frequencies
+    (periods 2, 4 and 8 in each direction): a pattern repeated on every 8 x 8 cell, the signature of the
+    stride-2 transposed convolutions' uneven overlap."""
+    b, c, h, w = x.shape
+    phases = x.reshape(b, c, h // period, period, w // period, period).mean((2, 4))
+    return phases - phases.mean((2, 3), keepdim=True)
+
+
+def lattice_loss(decoded: Tensor, image: Tensor) -> Tensor:
+    """Mean square difference of the decoded and original crops' code-grid patterns (:func:`grid_pattern`),
+    on the [0, 1] scale: the part of the error that sits on the lattice frequencies, where an adversarially
+    trained synthesis puts a fixed grain that no photo has."""
+    return (grid_pattern(decoded) - grid_pattern(image)).square().mean()
+
+
 def _d_loss(real: Tensor, fake: Tensor) -> Tensor:
     return F.relu(1 - real.float()).mean() + F.relu(1 + fake.float()).mean()
 
@@ -359,6 +377,8 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
             loss = l1 + w * adv
             if cfg.energy_weight:
                 loss = loss + cfg.energy_weight * energy_loss(decoded, image)
+            if cfg.lattice_weight:
+                loss = loss + cfg.lattice_weight * lattice_loss(decoded, image)
             opt_g.zero_grad(set_to_none=True)
             if film is not None:
                 opt_film.zero_grad(set_to_none=True)

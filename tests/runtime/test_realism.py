@@ -248,6 +248,23 @@ def test_a_stage_conditioned_synthesis_decodes_each_level_with_its_own_weights(s
         realism_module._installed.cache_clear()
 
 
+def test_the_lattice_loss_sees_a_pattern_repeated_on_the_code_grid_and_nothing_else():
+    from vqz.training.realism import grid_pattern, lattice_loss
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 32, 48)
+    pattern = 0.05 * torch.randn(1, 3, 8, 8)
+    pattern -= pattern.mean((2, 3), keepdim=True)
+    grained = image + pattern.repeat(1, 1, 4, 6)
+    assert torch.allclose(grid_pattern(grained) - grid_pattern(image), pattern.expand(2, -1, -1, -1), atol=1e-6)
+    assert lattice_loss(grained, image).item() == pytest.approx(pattern.square().mean().item(), rel=1e-4)
+    # a change that is not periodic on the grid (a shift of the whole crop's level, a single pixel) costs little
+    assert lattice_loss(image + 0.1, image).item() < 1e-12
+    spot = image.clone()
+    spot[:, :, 5, 7] += 0.5
+    assert lattice_loss(spot, image).item() < pattern.square().mean().item() / 20
+
+
 def test_models_lists_the_realistic_synthesis(with_realistic):
     from vqz.cli.app import app
 
@@ -268,7 +285,7 @@ def test_realism_training_runs_resumes_logs_and_exports(tmp_path, monkeypatch):
     write_training_images(data, 0.05)
     cfg = RealismTrainConfig(data=str(data), out=str(tmp_path / "run"), steps=4, batch=2, crop=32, d_warmup=1,
                              checkpoint_every=2, validate_every=2, heldout_crop=32, energy_weight=0.1,
-                             precision="fp32", stage_film=True)
+                             precision="fp32", stage_film=True, lattice_weight=10.0)
     checkpoint = train_realism(cfg, log=lambda message: None)
     cfg = dataclasses.replace(cfg, steps=6)
     train_realism(cfg, resume=True, log=lambda message: None)
