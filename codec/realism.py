@@ -67,7 +67,7 @@ class RealisticSynthesis:
 
     def __init__(self, path: Path) -> None:
         from safetensors import safe_open
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
         data = path.read_bytes()
         self.sha256 = hashlib.sha256(data).hexdigest()
@@ -79,7 +79,7 @@ class RealisticSynthesis:
         self.realism_id = metadata["realism_id"]
         self.base_model_id = metadata.get("base_model_id", "")
         self.base_model_hash = bytes.fromhex(metadata["base_model_hash"])
-        tensors = load_file(str(path))
+        tensors = load(data)  # the bytes hashed above: the file is read once
         self._factors: dict[int, dict[str, dict[str, np.ndarray]]] = {}
         self._tensors = {}
         for name, value in tensors.items():

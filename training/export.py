@@ -282,17 +282,17 @@ def export_realism(checkpoint: Path, weights_path: Path, realism_id: str, model:
     A stage-conditioned run's scales and shifts (``film.*``) are folded into per-level factors
     (``level<k>.mul.*`` / ``level<k>.add.*``, :func:`vqz.training.stage_film.folded_tensors`);
     ``strength`` (per level) goes into the metadata as ``level_strength`` (:mod:`vqz.codec.realism`)."""
-    from safetensors import safe_open
     from safetensors.numpy import save_file
 
+    from vqz.training.loop import read_checkpoint
     from vqz.training.model import model_from_tensors
     from vqz.training.stage_film import StageFilm, folded_tensors
     from vqz.codec.registry import load_model
 
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        train_config = json.loads((handle.metadata() or {}).get("config", "{}"))
-        state = {k[4:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("g_s.") and ".opt." not in k}
-        film_state = {k[5:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("film.") and ".opt." not in k}
+    saved, checkpoint_metadata = read_checkpoint(Path(checkpoint))
+    train_config = json.loads(checkpoint_metadata.get("config", "{}"))
+    state = {k[4:]: v for k, v in saved.items() if k.startswith("g_s.") and ".opt." not in k}
+    film_state = {k[5:]: v for k, v in saved.items() if k.startswith("film.") and ".opt." not in k}
     if not state:
         raise ModelError(f"{checkpoint} is not a realistic synthesis training checkpoint")
     base = load_model(model if model is not None else train_config.get("model"))
