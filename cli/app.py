@@ -31,6 +31,9 @@ COMMANDS = {
     "export-postfilter": ("vqz.training.cli", "export_postfilter"),
     "train-realism": ("vqz.training.cli", "train_realism"),
     "export-realism": ("vqz.training.cli", "export_realism"),
+    "train-light": ("vqz.training.cli", "train_light"),
+    "train-light-analysis": ("vqz.training.cli", "train_light_analysis"),
+    "export-light": ("vqz.training.cli", "export_light"),
     # the benchmark suite's commands, listed when the suite imports
     "bench": ("vqz.benchmarks.cli", "bench"),
     "bench-speed": ("vqz.benchmarks.cli", "bench_speed"),

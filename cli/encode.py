@@ -107,8 +107,9 @@ def encode(
                        "pixels are coded in the image's own colour space and its ICC profile is kept.")] = False,
     effort: Annotated[int, typer.Option(
         "--effort", metavar="N",
-        help="Encoder effort with -q: 1 = fast (greedy quantizer), 2-4 = slower searches for better indices "
-             "(same decoder; see README). Rate control (--target-*) always uses effort 1.")] = 1,
+        help="Encoder effort with -q: 1 = the default (greedy quantizer), 0 = fastest (the model's light analysis: "
+             "about half the encoding time of a large photo, slightly larger files), 2-4 = slower searches for better "
+             "indices (same decoder; see docs/CLI.md). Rate control (--target-*) always uses effort 1.")] = 1,
 ) -> None:
     """Compress images to .vqz files (img.png -> img.vqz). EXIF (orientation applied, then set to 1),
     XMP and the ICC profile are kept unless --strip says otherwise.

@@ -65,5 +65,10 @@ def models(
             levels = ("  strength per stage count " + " / ".join(f"{v:g}" for v in real.strength)) if real.levels else ""
             typer.echo(f"  realistic synthesis {real.realism_id}  for {real.base_model_id} "
                        f"({real.base_model_hash.hex()})  {real.path}{levels}")
+        from vqz.codec.light import installed_light
+
+        for light in installed_light():  # what `vqz decode --fast` / `vqz encode --effort 0` run for the model it names
+            typer.echo(f"  light {light.role} {light.light_id}  for {light.base_model_id} "
+                       f"({light.base_model_hash.hex()})  {light.path}")
     if failed:
         raise typer.Exit(1)

@@ -118,11 +118,15 @@ class Transform:
         self.threads = threads
         #: the same transform as two graphs for tiled coding of large images, or None (:func:`split_graphs`)
         self.split: SplitGraphs | None = None
+        #: (latent, pixel) context margins in cells of a transform whose layers differ from its model's (a light
+        #: synthesis, :mod:`vqz.codec.light`), or None: the model's (:func:`vqz.codec.tiling.split_margins`)
+        self.margins: tuple[int, int] | None = None
         self.role = role
         self._arena = memory_arena
         self._dtype = input_dtype
         self._tensors = external_tensors(tensors, role)
-        self._sha = weights_sha256
+        #: SHA-256 (hex) of the weights file whose tensors the graph takes
+        self.sha256 = weights_sha256
         self._session = None
         self._lock = threading.Lock()
 
@@ -139,11 +143,11 @@ class Transform:
             names = json.loads(props.get(EXTERNAL_KEY, "null"))
         except (ValueError, UnicodeDecodeError):
             raise ModelError(f"model graph {self.path} is not a valid ONNX file") from None
-        if recorded != self._sha:
+        if recorded != self.sha256:
             # checked before the session exists: the graph's external weights are supplied below
             # only for the file it was exported from, so ONNX Runtime never reads them elsewhere
             raise ModelError(f"graph {self.path.name} was not exported from these weights "
-                             f"(it names sha256 {str(recorded)[:16]}, the weights file is {self._sha[:16]})")
+                             f"(it names sha256 {str(recorded)[:16]}, the weights file is {self.sha256[:16]})")
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or CODING_THREADS
         options.inter_op_num_threads = 1

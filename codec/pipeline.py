@@ -36,9 +36,12 @@ from vqz.codec.metadata import Metadata
 from vqz.codec.levels import (PURE_LEVELS, RESIDUAL_CHROMA, RESIDUAL_OFFSET, RESIDUAL_ROUNDING, RESIDUAL_TILT, LevelPlan,
                               level_plan, level_plans, stage_strength)
 from vqz.codec.padding import compute_padding, pad_rgb
+from vqz.codec.light import applies as light_applies
+from vqz.codec.light import light_analysis_for, light_for
 from vqz.codec.realism import applies, blend_postfilter, realistic_for
+from vqz.codec.search import LIGHT_EFFORT
 from vqz.codec.stage_context import PrefixLatent, mask_cells, prefix_activity
-from vqz.codec.tiling import analysis, split_margins, synthesis_uint8, tile_margin
+from vqz.codec.tiling import analysis, split_margins, split_synthesis_uint8, synthesis_uint8, tile_margin
 from vqz.codec.vq import dequantize, quantize
 from vqz.codec.weights import LoadedWeights
 from vqz.errors import FormatError, ImageError
@@ -70,18 +73,24 @@ class EncodeStats:
     fixed_length_bits: list[float]
 
 
-def encode_latent(weights: LoadedWeights, rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> the (grid_h, grid_w, M) float32 latent: pad, analysis (tiled when large)."""
+def encode_latent(weights: LoadedWeights, rgb: np.ndarray, light: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8 -> the (grid_h, grid_w, M) float32 latent: pad, analysis (tiled when large); with
+    ``light``, the model's light analysis head where one is installed (:mod:`vqz.codec.light`)."""
     config = weights.config
-    latent = analysis(weights.analysis, pad_rgb(rgb, config.downsampling), config.downsampling, config.latent_dim,
+    transform = weights.analysis
+    if light:
+        light_analysis = light_analysis_for(weights)
+        if light_analysis is not None:
+            transform = light_analysis.analysis(weights)
+    latent = analysis(transform, pad_rgb(rgb, config.downsampling), config.downsampling, config.latent_dim,
                       margin=tile_margin(config), margins=split_margins(config))
     return np.ascontiguousarray(latent[0].transpose(1, 2, 0))
 
 
 def quantize_latent(weights: LoadedWeights, latent: np.ndarray, num_stages: int, effort: int = 1) -> np.ndarray:
     """(grid_h, grid_w, M) float32 latent -> (num_stages, grid_h, grid_w) int64 indices: greedy residual
-    VQ at ``effort`` 1, a rate-aware beam search above (:mod:`vqz.codec.search`)."""
-    if effort == 1:
+    VQ at ``effort`` 0 and 1, a rate-aware beam search above (:mod:`vqz.codec.search`)."""
+    if effort in (LIGHT_EFFORT, 1):
         return quantize(latent, weights.codebooks, num_stages)
     from vqz.codec.search import search_indices
 
@@ -89,16 +98,20 @@ def quantize_latent(weights: LoadedWeights, latent: np.ndarray, num_stages: int,
 
 
 def encode_indices(weights: LoadedWeights, rgb: np.ndarray, num_stages: int, effort: int = 1) -> np.ndarray:
-    """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: :func:`encode_latent`, :func:`quantize_latent`."""
-    return quantize_latent(weights, encode_latent(weights, rgb), num_stages, effort)
+    """(H, W, 3) uint8 -> (num_stages, grid_h, grid_w) int64 indices: :func:`encode_latent` (light at effort 0),
+    :func:`quantize_latent`."""
+    return quantize_latent(weights, encode_latent(weights, rgb, light=effort == LIGHT_EFFORT), num_stages, effort)
 
 
 def synthesize(weights: LoadedWeights, indices: np.ndarray, synthesis: Transform | None = None) -> np.ndarray:
     """(S', grid_h, grid_w) indices -> the padded image (H', W', 3) uint8 (tiled when large), by the
-    model's synthesis or by ``synthesis`` (a realistic one of the same model, :mod:`vqz.codec.realism`)."""
+    model's synthesis or by ``synthesis`` (a realistic or a light one of the same model, :mod:`vqz.codec.realism`,
+    :mod:`vqz.codec.light`; tiled with its own margins where it has them)."""
     latent = np.ascontiguousarray(dequantize(indices, weights.codebooks).transpose(2, 0, 1)[None])
-    return synthesis_uint8(synthesis or weights.synthesis, latent, weights.config.downsampling,
-                           margin=tile_margin(weights.config), margins=split_margins(weights.config))
+    transform = synthesis or weights.synthesis
+    margins = transform.margins or split_margins(weights.config)
+    margin = sum(transform.margins) if transform.margins else tile_margin(weights.config)
+    return synthesis_uint8(transform, latent, weights.config.downsampling, margin=margin, margins=margins)
 
 
 def render(weights: LoadedWeights, indices: np.ndarray, height: int, width: int,
@@ -146,7 +159,7 @@ def encode_array_indices(weights: LoadedWeights, rgb: np.ndarray, quality: int,
     plan = level_plan(weights, quality) if stages is None else LevelPlan(stages)
     if not 1 <= plan.stages <= weights.config.num_stages:
         raise ImageError(f"stages must be in 1..{weights.config.num_stages}, got {plan.stages}")
-    latent = encode_latent(weights, rgb)
+    latent = encode_latent(weights, rgb, light=effort == LIGHT_EFFORT)
     indices = quantize_latent(weights, latent, plan.stages, effort)  # (stages, gh, gw)
     if not keep_latent:
         latent = None
@@ -193,9 +206,19 @@ def stage_postfilter_ref(weights: LoadedWeights, rgb: np.ndarray, indices: np.nd
 
 def render_rows(weights: LoadedWeights, indices: np.ndarray, height: int, width: int, r0: int, r1: int) -> np.ndarray:
     """Rows ``r0 .. r1 - 1`` of :func:`render` (``(r1 - r0, width, 3)`` uint8): the latent rows they need plus the
-    synthesis' context margin, synthesised alone (the same values as in the whole image)."""
+    synthesis' context margins, synthesised alone (the same values as in the whole image). With split graphs
+    the full-resolution layers run on the rows and a 2-cell margin only (:func:`split_synthesis_uint8`)."""
     d = weights.config.downsampling
     (left, _, top, _), _ = compute_padding(height, width, min_div=d)
+    split = weights.synthesis.split
+    if split is not None:
+        y0, y1 = (r0 + top) // d, -(-(r1 + top) // d)
+        latent_margin, pixel_margin = margins = split_margins(weights.config)
+        a, b = max(0, y0 - latent_margin - pixel_margin), min(indices.shape[1], y1 + latent_margin + pixel_margin)
+        latent = np.ascontiguousarray(dequantize(indices[:, a:b], weights.codebooks).transpose(2, 0, 1)[None])
+        padded = split_synthesis_uint8(split, latent, d, margins, rows=(y0 - a, y1 - a))
+        start = r0 + top - y0 * d
+        return np.ascontiguousarray(padded[start : start + r1 - r0, left : left + width])
     margin = tile_margin(weights.config)
     c0 = max(0, (r0 + top) // d - margin)
     c1 = min(indices.shape[1], -(-(r1 + top) // d) + margin)
@@ -300,21 +323,24 @@ def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None,
 
 def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,
                  max_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
-                 realism: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+                 realism: float = 0.0, fast: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """``.vqz`` bytes -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None): :func:`decode_parsed`."""
-    rgb, alpha, _ = decode_parsed(weights, unpack_file(data), stages, max_pixels, realism)
+    rgb, alpha, _, _ = decode_parsed(weights, unpack_file(data), stages, max_pixels, realism, fast)
     return rgb, alpha
 
 
 def decode_parsed(weights: LoadedWeights, parsed: VqzFile, stages: int | None = None,
                   max_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
-                  realism: float = 0.0) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """A parsed ``.vqz`` file -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None, the realism used).
+                  realism: float = 0.0, fast: bool = False) -> tuple[np.ndarray, np.ndarray | None, float, bool]:
+    """A parsed ``.vqz`` file -> ((H, W, 3) uint8 RGB, (H, W) uint8 alpha or None, the realism used, whether
+    the light synthesis was used).
 
     Files declaring more than ``max_pixels`` pixels are refused before any decoding. ``realism``
     (in [0, 1], from :func:`vqz.codec.realism.check_realism`): 0 is the model's own decoder; above,
     the model's realistic synthesis where one is installed and the file has no residual layer in use
-    (:mod:`vqz.codec.realism`); otherwise 0 is used (:func:`realism_used`).
+    (:mod:`vqz.codec.realism`); otherwise 0 is used (:func:`realism_used`). ``fast`` (with realism 0):
+    the model's light synthesis, without the post-filter, where one is installed and the file has no
+    residual layer in use (:mod:`vqz.codec.light`, :func:`fast_used`); otherwise the model's own decoder.
     """
     header, payloads = parsed.header, parsed.payloads
     if header.width * header.height > max_pixels:
@@ -324,17 +350,20 @@ def decode_parsed(weights: LoadedWeights, parsed: VqzFile, stages: int | None = 
     indices = decode_indices(weights, header, payloads, stages)
     whole = indices.shape[0] == len(payloads)  # fewer stages: the residual layer and the post-filter do not apply
     realism = realism_used(weights, parsed.residual is not None and whole, realism)
+    fast = not realism and fast_used(weights, parsed.residual is not None and whole, fast)
     synthesis = realistic_for(weights).synthesis(weights, realism, indices.shape[0]) if realism else None
+    if fast:
+        synthesis = light_for(weights).synthesis(weights)
     rgb = render(weights, indices, header.height, header.width, synthesis)
     if parsed.residual is not None and whole:
         rgb = _add_residual(weights, header, parsed.residual, indices, rgb)
-    if header.postfilter is not None and whole and realism < 1.0:
+    if header.postfilter is not None and whole and realism < 1.0 and not fast:
         from vqz.codec.postfilter import postfilter_for_ref
 
         filtered = postfilter_for_ref(header.postfilter).apply(rgb, header.postfilter.strength)
         rgb = blend_postfilter(rgb, filtered, realism)
     alpha = None if parsed.alpha is None else decode_alpha(parsed.alpha, header.height, header.width)
-    return rgb, alpha, realism
+    return rgb, alpha, realism, fast
 
 
 def realism_used(weights: LoadedWeights, has_residual: bool, realism: float) -> float:
@@ -343,6 +372,12 @@ def realism_used(weights: LoadedWeights, has_residual: bool, realism: float) -> 
     if realism <= 0.0 or not applies(has_residual) or realistic_for(weights) is None:
         return 0.0
     return realism
+
+
+def fast_used(weights: LoadedWeights, has_residual: bool, fast: bool) -> bool:
+    """Whether a decode asked to be ``fast`` runs the light synthesis: where it applies (no residual layer
+    added, :func:`vqz.codec.light.applies`) and ``weights`` has an installed light synthesis."""
+    return bool(fast) and light_applies(has_residual) and light_for(weights) is not None
 
 
 def _add_residual(weights: LoadedWeights, header: Header, payload: bytes, indices: np.ndarray, base: np.ndarray) -> np.ndarray:

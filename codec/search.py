@@ -1,7 +1,9 @@
 """Encoder-side search (``--effort``): better indices for the same decoder, at more encoding time.
 
 Effort 1 is the greedy residual quantizer (:func:`vqz.codec.vq.quantize`: the nearest code at
-each stage). Higher efforts search the indices with a *rate-aware beam* over the stages
+each stage). Effort 0 is the greedy quantizer on the latent of the model's light analysis head
+(:mod:`vqz.codec.light`): about half the analysis' work, slightly worse codes; effort 1 where the model
+has none. Higher efforts search the indices with a *rate-aware beam* over the stages
 (:func:`vqz.codec.vq.beam_quantize`): each latent cell keeps the ``B`` best paths by
 
     squared latent error + lambda * bits,
@@ -26,12 +28,17 @@ import numpy as np
 from vqz.codec.stage_context import PREVIOUS_BINS, latent_activity
 from vqz.codec.vq import beam_quantize, dequantize, quantize
 
-__all__ = ["DEFAULT_EFFORT", "EFFORT_BEAMS", "EFFORT_LEVELS", "RATE_WEIGHT", "check_effort", "search_indices"]
+__all__ = ["DEFAULT_EFFORT", "EFFORT_BEAMS", "EFFORT_LEVELS", "LIGHT_EFFORT", "RATE_WEIGHT", "SEARCH_EFFORTS",
+           "check_effort", "search_indices"]
 
 DEFAULT_EFFORT = 1
-#: Beam width of each effort level (1: greedy, no rate term).
-EFFORT_BEAMS = {1: 1, 2: 2, 3: 4, 4: 8}
-EFFORT_LEVELS = range(1, max(EFFORT_BEAMS) + 1)
+#: The effort whose latent comes from the model's light analysis head (greedy quantizer).
+LIGHT_EFFORT = 0
+#: Beam width of each effort level (0 and 1: greedy, no rate term).
+EFFORT_BEAMS = {0: 1, 1: 1, 2: 2, 3: 4, 4: 8}
+EFFORT_LEVELS = range(0, max(EFFORT_BEAMS) + 1)
+#: The efforts that search (a rate-aware beam).
+SEARCH_EFFORTS = range(2, max(EFFORT_BEAMS) + 1)
 #: lambda as a multiple of the greedy quantizer's error-rate slope at the last stage coded.
 RATE_WEIGHT = 0.5
 
@@ -85,10 +92,10 @@ def rate_weight(entropy, codebooks: np.ndarray, latent: np.ndarray, greedy: np.n
 
 def search_indices(weights, latent: np.ndarray, num_stages: int, effort: int = DEFAULT_EFFORT) -> np.ndarray:
     """latent (h, w, M) float32 -> indices (num_stages, h, w) int64 at ``effort``
-    (1: greedy, exactly :func:`vqz.codec.vq.quantize`)."""
+    (0 and 1: greedy, exactly :func:`vqz.codec.vq.quantize`)."""
     effort = check_effort(effort)
     greedy = quantize(latent, weights.codebooks, num_stages)
-    if effort == 1 or num_stages == 1 or weights.entropy is None:
+    if effort not in SEARCH_EFFORTS or num_stages == 1 or weights.entropy is None:
         # one stage: the beam alone is the nearest code, and the rate term (lambda from the
         # first stage's average slope, far steeper than the tangent) lost 0.64 dB at equal
         # rate on the held-out split; quality 1 stays greedy

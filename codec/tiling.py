@@ -146,12 +146,32 @@ def split_analysis(split, rgb: np.ndarray, d: int, margins: tuple[int, int]) -> 
                        gh, gw, 1, LATENT_CORE_CELLS, latent_margin, lambda c: (1, c, gh, gw))
 
 
-def split_synthesis_uint8(split, latent: np.ndarray, d: int, margins: tuple[int, int]) -> np.ndarray:
-    """g_s over (1, M, h, w) float32 in two tiled passes -> (h*d, w*d, 3) uint8 (clamped, rounded)."""
+def split_synthesis_uint8(split, latent: np.ndarray, d: int, margins: tuple[int, int],
+                          rows: tuple[int, int] | None = None) -> np.ndarray:
+    """g_s over (1, M, h, w) float32 in two tiled passes -> (h*d, w*d, 3) uint8 (clamped, rounded).
+
+    ``rows`` = (y0, y1): only the pixels of latent rows y0 .. y1 - 1, ((y1 - y0)*d, w*d, 3), the same values,
+    computed from the context they need: the head over ``margins[0] + margins[1]`` more cells on each side,
+    the tail over ``margins[1]`` more (the encoder's post-filter decision on row windows of a large image)."""
     latent_margin, pixel_margin = margins
+    if rows is not None:
+        y0, y1 = rows
+        lo, hi = max(0, y0 - pixel_margin), min(latent.shape[2], y1 + pixel_margin)  # the tail's input rows
+        a, b = max(0, lo - latent_margin), min(latent.shape[2], hi + latent_margin)  # the head's input rows
+        features = _head_features(split, np.ascontiguousarray(latent[:, :, a:b]), latent_margin)[:, :, lo - a : hi - a]
+        pixels = _tail_uint8(split, np.ascontiguousarray(features), d, pixel_margin)
+        return np.ascontiguousarray(pixels[(y0 - lo) * d : (y1 - lo) * d])
+    return _tail_uint8(split, _head_features(split, latent, latent_margin), d, pixel_margin)
+
+
+def _head_features(split, latent: np.ndarray, latent_margin: int) -> np.ndarray:
     _, _, gh, gw = latent.shape
-    features = _split_pass(split.head, lambda ylo, yhi, xlo, xhi: np.ascontiguousarray(latent[:, :, ylo:yhi, xlo:xhi]),
-                           gh, gw, 1, LATENT_CORE_CELLS, latent_margin, lambda c: (1, c, gh, gw))
+    return _split_pass(split.head, lambda ylo, yhi, xlo, xhi: np.ascontiguousarray(latent[:, :, ylo:yhi, xlo:xhi]),
+                       gh, gw, 1, LATENT_CORE_CELLS, latent_margin, lambda c: (1, c, gh, gw))
+
+
+def _tail_uint8(split, features: np.ndarray, d: int, pixel_margin: int) -> np.ndarray:
+    _, _, gh, gw = features.shape
     out = np.empty((gh * d, gw * d, 3), dtype=np.uint8)
 
     def store(core_tile: np.ndarray, top: int, left: int) -> None:

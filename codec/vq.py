@@ -16,6 +16,8 @@ __all__ = ["beam_quantize", "dequantize", "nearest", "quantize"]
 
 #: Rows per distance matrix: bounds its (CHUNK, K) float32 memory (32 MiB for K = 512).
 CHUNK = 1 << 14
+#: Threads that search the chunks of a large latent (the result does not depend on it).
+QUANTIZE_THREADS = 2
 #: Latent cells per beam-search block: bounds its (BEAM_CHUNK, B * K) float32 score matrix
 #: (16 MiB for B = 8, K = 512).
 BEAM_CHUNK = 1 << 10
@@ -31,13 +33,24 @@ def nearest(vectors: np.ndarray, codebook: np.ndarray, code_norms: np.ndarray | 
         code_norms = np.square(codebook).sum(1, dtype=np.float32)
     out = np.empty(vectors.shape[0], dtype=np.int64)
     codebook_t = np.ascontiguousarray(codebook.T)
-    for start in range(0, vectors.shape[0], chunk):
+
+    def run(start: int) -> None:
         part = vectors[start : start + chunk]
         distances = part @ codebook_t
         distances *= np.float32(-2.0)
         distances = np.square(part).sum(1, keepdims=True, dtype=np.float32) + distances
         distances += code_norms[None, :]
         out[start : start + chunk] = distances.argmin(axis=1)
+
+    starts = range(0, vectors.shape[0], chunk)
+    if len(starts) < 4:
+        for start in starts:
+            run(start)
+    else:  # a large image: chunks on both cores (numpy releases the GIL; each row's result is its own)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(QUANTIZE_THREADS) as pool:
+            list(pool.map(run, starts))
     return out
 
 

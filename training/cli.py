@@ -253,15 +253,21 @@ def train_realism(
     from vqz.training.realism import RealismTrainConfig
     from vqz.training.realism import train_realism as run
 
+    _run_decoder_training(RealismTrainConfig, run, config, {"out": out, "steps": steps, "threads": threads}, resume)
+
+
+def _run_decoder_training(config_class, run, config: Optional[Path], overrides: dict, resume: bool) -> None:
+    """Read a decoder trainer's TOML ``config`` (defaults without one), apply the command line's ``overrides``
+    (None: not given) and run it; one line on stderr and exit 1 on a failure."""
     values: dict = {}
     if config is not None:
         try:
             values = tomllib.loads(config.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="CONFIG")
-    values |= {k: v for k, v in (("out", out), ("steps", steps), ("threads", threads)) if v is not None}
+    values |= {k: v for k, v in overrides.items() if v is not None}
     try:
-        cfg = RealismTrainConfig.from_dict(values)
+        cfg = config_class.from_dict(values)
     except (TypeError, ValueError, VqzError) as exc:
         raise typer.BadParameter(str(exc), param_hint="CONFIG")
     try:
@@ -307,4 +313,67 @@ def export_realism(
             typer.echo(f"wrote {path}")
     except (VqzError, OSError, KeyError, RuntimeError, ValueError) as exc:
         error(source, f"cannot export a realistic synthesis from it ({exc})")
+        raise typer.Exit(1)
+
+
+def train_light(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML options of the run (see configs/light.toml); defaults otherwise.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run folder (checkpoint, log.csv, config.json).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Override the number of steps (the cosine decay spans them).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Override the torch threads (default 1: one core trains, the other works).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
+) -> None:
+    """Train a light synthesis (a cheaper decoder of the installed model's frozen codes, for `vqz decode --fast`; CPU).
+
+    Then ship it with `vqz export-light RUN/light.safetensors -o codec/weights/ID.safetensors --id ID`.
+
+    Example: vqz train-light configs/light.toml   (later: the same with --resume)
+    """
+    require("train")
+    from vqz.training.light import LightTrainConfig
+    from vqz.training.light import train_light as run
+
+    _run_decoder_training(LightTrainConfig, run, config, {"out": out, "steps": steps, "threads": threads}, resume)
+
+
+def train_light_analysis(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML options of the run (see configs/light-analysis.toml); defaults otherwise.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run folder (checkpoint, log.csv, config.json, cached latents).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Override the number of steps (the cosine decay spans them).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Override the torch threads (default 1).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's checkpoint.")] = False,
+) -> None:
+    """Train a light analysis head (distilled from the installed model's analysis, for `vqz encode --fast`; CPU).
+
+    Then ship it with `vqz export-light RUN/light.safetensors -o codec/weights/ID.safetensors --id ID`.
+
+    Example: vqz train-light-analysis configs/light-analysis.toml   (later: the same with --resume)
+    """
+    require("train")
+    from vqz.training.light import LightAnalysisTrainConfig, train_light_analysis as run
+
+    _run_decoder_training(LightAnalysisTrainConfig, run, config, {"out": out, "steps": steps, "threads": threads}, resume)
+
+
+def export_light(
+    source: Annotated[Path, typer.Argument(help="A light synthesis training checkpoint (RUN/light.safetensors).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors); its graphs go beside it.")],
+    light_id: Annotated[str, typer.Option("--id", help="The light synthesis' name (a new one for new weights: e.g. vqz-light1).", show_default=False)],
+) -> None:
+    """Ship a trained light synthesis: its weights (safetensors, g_s tensors) and ONNX graphs for the runtime.
+
+    The file names its model by weights hash; `vqz decode --fast` finds it by that hash.
+
+    Example: vqz export-light runs/light/light.safetensors -o codec/weights/vqz-light1.safetensors --id vqz-light1
+    """
+    require("train")
+    from vqz.training.export import export_light as run
+
+    if not MODEL_ID_PATTERN.fullmatch(light_id):
+        raise typer.BadParameter(f"{light_id!r}: an id is 1 to 32 letters, digits, '.', '_' or '-'", param_hint="--id")
+    try:
+        for path in run(source, output, light_id):
+            typer.echo(f"wrote {path}")
+    except (VqzError, OSError, KeyError, RuntimeError, ValueError) as exc:
+        error(source, f"cannot export a light synthesis from it ({exc})")
         raise typer.Exit(1)

@@ -324,3 +324,52 @@ def export_realism(checkpoint: Path, weights_path: Path, realism_id: str, model:
     # every weight external: the runtime interpolates all of them (w0 + R s_k (w1_k - w0))
     return [weights_path, export_graph(net, "synthesis", weights_path, tensors, info, embed_max_bytes=-1),
             *export_split_graphs(net, weights_path, tensors, info, roles=("synthesis",), embed_max_bytes=-1)]
+
+
+def export_light(checkpoint: Path, weights_path: Path, light_id: str) -> list[Path]:
+    """Ship a light transform's training checkpoint (:mod:`vqz.training.light`) as ``weights_path`` (safetensors,
+    float32 tensors ``g_s.*`` or ``g_a.*``; metadata ``light_id``, ``light_role``, ``base_model_id``,
+    ``base_model_hash`` and ``light_config``) and its graphs beside it: for a light synthesis
+    ``<stem>.synthesis.onnx`` and, for large images, its head (the latent-resolution layers) and tail (the
+    transposed convolutions); for a light analysis head ``<stem>.analysis-head.onnx`` (the model's own
+    analysis tail runs after it)."""
+    import onnx
+    from safetensors.numpy import save_file
+
+    from vqz.codec.registry import load_model
+    from vqz.training.light import light_analysis_head, load_light
+    from vqz.training.loop import read_checkpoint
+
+    saved, checkpoint_metadata = read_checkpoint(Path(checkpoint))
+    base = load_model(checkpoint_metadata.get("model_id"))
+    if checkpoint_metadata.get("light_role") == "analysis":
+        widths = tuple(json.loads(checkpoint_metadata["light_widths"]))
+        network = light_analysis_head(widths)
+        network.load_state_dict({k[4:]: v for k, v in saved.items() if k.startswith("g_a.") and ".opt." not in k})
+        network.eval()
+        prefix, config_json = "g_a", json.dumps({"widths": list(widths)})
+        graphs = [("analysis-head", network, 3)]
+    else:
+        network, config, _ = load_light(Path(checkpoint))
+        if base.config.latent_dim != config.latent_dim:
+            raise ModelError(f"{checkpoint} does not match model {base.model_id}'s latent ({config.latent_dim} channels)")
+        prefix, config_json = "g_s", config.to_json()
+        graphs = [("synthesis", network, config.latent_dim),
+                  ("synthesis-head", network[: config.head_layers], config.latent_dim),
+                  ("synthesis-tail", network[config.head_layers :], config.channels)]
+    tensors = {f"{prefix}.{k}": v.detach().float().contiguous().numpy().copy() for k, v in network.state_dict().items()}
+    role = "analysis" if prefix == "g_a" else "synthesis"
+    metadata = {"light_id": light_id, "light_role": role,
+                "base_model_id": base.model_id, "base_model_hash": base.weights_hash.hex(), "light_config": config_json}
+    weights_path = Path(weights_path)
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)
+    tmp.replace(weights_path)
+    info = {"sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(), "model_id": light_id,
+            "config": config_json}
+    paths = [weights_path]
+    for role, part, channels in graphs:
+        graph = onnx.load_from_string(_trace(exportable(part, prefix), channels))
+        paths.append(write_graph(graph, role, weights_path, tensors, info))
+    return paths

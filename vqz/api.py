@@ -142,7 +142,7 @@ def encode_loaded(weights: LoadedWeights, rgb: np.ndarray, alpha: np.ndarray | N
     return RateChoice(data, quality, 8 * len(data) / (rgb.shape[0] * rgb.shape[1]), None, True)
 
 
-def decode_array(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> np.ndarray:
+def decode_array(data: VqzInput, stages: int | None = None, realism: float = 0.0, fast: bool = False) -> np.ndarray:
     """A ``.vqz`` file (bytes or path) -> (H, W, 3) uint8 RGB array, or (H, W, 4) RGBA when
     the file carries an alpha plane.
 
@@ -154,24 +154,29 @@ def decode_array(data: VqzInput, stages: int | None = None, realism: float = 0.0
     synthesis (trained adversarially: real texture instead of blur, a lower PSNR), values between
     mix them. It changes stage-only files (levels 1-4) and ``stages`` previews; a residual level
     decodes faithfully, and so does a model without a realistic synthesis (:func:`realism_applies`).
+
+    ``fast`` (with realism 0) runs the model's light synthesis instead of its own: about 4x less work
+    per pixel for large photos, at a measured PSNR cost (docs/RUNTIME.md). Like realism, it changes
+    stage-only files and ``stages`` previews; a residual level decodes with the model's own synthesis.
     """
-    return decode_file(data, stages, realism).pixels
+    return decode_file(data, stages, realism, fast).pixels
 
 
 @dataclass(frozen=True)
 class Decoded:
     """What :func:`decode_file` returns: ``pixels`` ((H, W, 3) uint8, (H, W, 4) with alpha), the file's
-    ``metadata`` (:class:`vqz.codec.metadata.Metadata`) and the ``realism`` the decoder ran at (0 where
-    the asked realism does not apply)."""
+    ``metadata`` (:class:`vqz.codec.metadata.Metadata`), the ``realism`` the decoder ran at (0 where
+    the asked realism does not apply) and whether it ran the light synthesis (``fast``)."""
 
     pixels: np.ndarray
     metadata: _metadata.Metadata
     realism: float
+    fast: bool = False
 
 
-def decode_file(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> Decoded:
+def decode_file(data: VqzInput, stages: int | None = None, realism: float = 0.0, fast: bool = False) -> Decoded:
     """Decode a ``.vqz`` file (bytes or path), parsing it once: :func:`decode_array`'s pixels, with the file's
-    metadata and the realism used."""
+    metadata, the realism used and whether the light synthesis ran."""
     if stages is not None and stages < 1:
         raise ValueError(f"stages must be at least 1, got {stages}")
     from vqz.codec.pipeline import decode_parsed
@@ -181,21 +186,23 @@ def decode_file(data: VqzInput, stages: int | None = None, realism: float = 0.0)
     realism = check_realism(realism)
     parsed = unpack_file(_read_vqz(data))
     header = parsed.header
-    rgb, alpha, used = decode_parsed(model_for_file(header.model_id, header.model_hash), parsed, stages,
-                                     realism=realism)
+    if not isinstance(fast, (bool, np.bool_)):
+        raise TypeError(f"fast must be True or False, got {type(fast).__name__}")
+    rgb, alpha, used, fast_used = decode_parsed(model_for_file(header.model_id, header.model_hash), parsed, stages,
+                                                realism=realism, fast=bool(fast))
     pixels = rgb if alpha is None else np.concatenate([rgb, alpha[:, :, None]], axis=2)
-    return Decoded(pixels, _metadata.Metadata(parsed.exif, parsed.xmp, parsed.icc), used)
+    return Decoded(pixels, _metadata.Metadata(parsed.exif, parsed.xmp, parsed.icc), used, fast_used)
 
 
-def decode(data: VqzInput, stages: int | None = None, realism: float = 0.0) -> Image.Image:
-    """A ``.vqz`` file (bytes or path) -> an RGB (or RGBA) PIL image; ``stages`` and ``realism`` as in
+def decode(data: VqzInput, stages: int | None = None, realism: float = 0.0, fast: bool = False) -> Image.Image:
+    """A ``.vqz`` file (bytes or path) -> an RGB (or RGBA) PIL image; ``stages``, ``realism`` and ``fast`` as in
     :func:`decode_array`.
 
     The file's metadata is in ``image.info`` as Pillow's readers put it: ``"exif"`` (with the
     ``Exif\\0\\0`` prefix, as from a JPEG), ``"xmp"`` (bytes) and ``"icc_profile"``; so
     ``image.save("x.jpg", exif=image.info["exif"], ...)`` works for every Pillow format.
     """
-    decoded = decode_file(data, stages, realism)
+    decoded = decode_file(data, stages, realism, fast)
     image = Image.fromarray(decoded.pixels, "RGBA" if decoded.pixels.shape[2] == 4 else "RGB")
     image.info.update(pillow_info(decoded.metadata))
     return image

@@ -13,7 +13,8 @@ neither torch nor the model; ``load()`` decodes with the model that wrote the fi
 metadata as Pillow's own formats put it: ``exif`` (with the ``Exif\\0\\0`` prefix, as from
 a JPEG), ``xmp`` (bytes) and ``icc_profile``. The decoder's realism (as ``vqz.decode(...,
 realism=)``) is the image's ``realism`` attribute, set before ``load()``:
-``im = Image.open("x.vqz"); im.realism = 1.0; im.load()``; a value outside [0, 1] raises
+``im = Image.open("x.vqz"); im.realism = 1.0; im.load()``; likewise ``im.fast = True`` for the light
+synthesis (``vqz.decode(..., fast=True)``); a realism outside [0, 1] raises
 ``ValueError`` from ``load()``.
 
 Saving takes ``quality`` (1 .. the model's number of stages, default
@@ -91,14 +92,16 @@ class VqzImageFile(ImageFile.ImageFile):
         self.info.update(pillow_info(Metadata(parsed.exif, parsed.xmp, parsed.icc)))
         #: the decoder's realism in [0, 1] (``vqz.decode(..., realism=)``); set it before ``load()``
         self.realism = 0.0
+        #: the light synthesis (``vqz.decode(..., fast=True)``); set it before ``load()``
+        self.fast = False
         self._set_tile()
 
     def _set_tile(self) -> None:
-        tile = ("vqz", (0, 0, *self._size), 0, (self.realism,))
+        tile = ("vqz", (0, 0, *self._size), 0, (self.realism, bool(self.fast)))
         self.tile = [_Tile(*tile) if _Tile is not None else tile]
 
     def load(self):
-        if self.tile:  # not yet decoded: the realism asked for now
+        if self.tile:  # not yet decoded: the realism and speed asked for now
             self._set_tile()
         return super().load()
 
@@ -113,8 +116,9 @@ class VqzDecoder(ImageFile.PyDecoder):
         from vqz.api import decode_array
 
         realism = self.args[0] if self.args else 0.0
+        fast = self.args[1] if len(self.args) > 1 else False
         try:
-            pixels = decode_array(_read_all(self.fd), realism=realism)
+            pixels = decode_array(_read_all(self.fd), realism=realism, fast=fast)
         except VqzError as exc:
             raise OSError(f"cannot decode .vqz file: {exc}") from exc
         self.set_as_raw(pixels.tobytes(), "RGBA" if pixels.shape[2] == 4 else "RGB")

@@ -63,6 +63,36 @@ def test_split_passes_compute_what_the_whole_graph_computes(model, monkeypatch):
     assert np.mean(pieces != reference) < 1e-3
 
 
+def test_split_synthesis_of_a_row_range_is_those_rows_of_the_whole(model, monkeypatch):
+    """The encoder's post-filter decision renders row windows of a large image from the context they need only:
+    the same pixels as those rows of the whole split synthesis (and as :func:`render`)."""
+    from vqz.codec import pipeline, tiling
+    from vqz.codec.tiling import split_margins, split_synthesis_uint8
+
+    monkeypatch.setattr(tiling, "PIXEL_CORE_CELLS", 7)
+    monkeypatch.setattr(tiling, "LATENT_CORE_CELLS", 9)
+    d, margins = model.config.downsampling, split_margins(model.config)
+    latent = model.analysis(to_input(pad_rgb(smooth_image(240, 96, seed=12), 8)))
+    whole = split_synthesis_uint8(model.synthesis.split, latent, d, margins)
+    for y0, y1 in ((0, 3), (4, 9), (13, 30), (25, 30)):
+        rows = split_synthesis_uint8(model.synthesis.split, latent, d, margins, rows=(y0, y1))
+        assert np.array_equal(rows, whole[y0 * d : y1 * d])
+    monkeypatch.setattr(tiling, "MAX_UNTILED_PIXELS", 128 * 128)  # rendered in split tiles
+    image = smooth_image(300, 172, seed=13)
+    indices = pipeline.encode_indices(model, image, 2)
+    full = pipeline.render(model, indices, *image.shape[:2])
+    for r0, r1 in ((0, 64), (101, 180), (236, 300)):
+        assert np.array_equal(pipeline.render_rows(model, indices, *image.shape[:2], r0, r1), full[r0:r1])
+
+
+def test_the_nearest_code_search_is_the_same_in_threads(model):
+    from vqz.codec.vq import nearest
+
+    vectors = np.random.default_rng(3).standard_normal((5000, model.config.latent_dim)).astype(np.float32)
+    one = nearest(vectors, model.codebooks[0], chunk=vectors.shape[0])
+    assert np.array_equal(nearest(vectors, model.codebooks[0], chunk=600), one)  # 9 chunks on two threads
+
+
 def test_split_margins_cover_each_parts_receptive_field(model):
     """The margins of the split passes reach at least as far as one latent cell's influence, measured
     through the PyTorch network by gradients."""
