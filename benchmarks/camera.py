@@ -5,7 +5,9 @@ and peak resident memory. vqz runs as a user runs it (``vqz encode photo.png -q 
 ``vqz decode x.vqz -o x.png``); the classic codecs as the equivalent Pillow one-liners (encode the PNG at
 ``--classic-quality``; decode to PNG at the same zlib level as vqz's output). The photo is
 :func:`vqz.benchmarks.speed.camera_image` of a folder (a mosaic of real photos, never a test set) or a
-given file. ``--vqz`` names another ``vqz`` executable to time beside (e.g. an older version's).
+given file. ``--vqz`` names another ``vqz`` executable to time beside (e.g. an older version's). The rows
+"vqz fast" time the light transforms (``--effort 0`` to encode, ``--fast`` to decode); the decode rows give
+the PSNR of the decoded PNG against the photo.
 
     python -m vqz.benchmarks.camera --folder ../shared/data/train --out benchmarks/results/camera
 """
@@ -42,11 +44,15 @@ def transform_rates(photo: Path, small: Path, quality: int, repeats: int = 3) ->
     from PIL import Image
 
     from vqz.codec import pipeline
-    from vqz.codec.levels import level_plan
+    from vqz.codec.levels import PURE_LEVELS, level_plan
     from vqz.codec.registry import load_model
+
+    from vqz.codec.light import light_for
 
     weights = load_model()
     stages = level_plan(weights, quality).stages
+    light = light_for(weights) if stages <= PURE_LEVELS else None  # --fast applies to the stage-only levels
+    light_rates: list[tuple[float, float]] = []
     lines = ["| image | pixels | analysis (µs/pixel) | synthesis (µs/pixel) |", "|---|---|---|---|"]
     rates = []
     for path in (small, photo):
@@ -65,7 +71,23 @@ def transform_rates(photo: Path, small: Path, quality: int, repeats: int = 3) ->
             best_a, best_s = min(best_a, t1 - t0), min(best_s, t3 - t2)
         rates.append((best_a / pixels * 1e6, best_s / pixels * 1e6))
         lines.append(f"| {path.name} | {pixels} | {rates[-1][0]:.3f} | {rates[-1][1]:.3f} |")
+        if light is not None:
+            best_a = best_s = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                latent = pipeline.encode_latent(weights, rgb, light=True)
+                t1 = time.perf_counter()
+                indices = pipeline.quantize_latent(weights, latent, stages)
+                t2 = time.perf_counter()
+                pipeline.render(weights, indices, *rgb.shape[:2], light.synthesis(weights))
+                t3 = time.perf_counter()
+                best_a, best_s = min(best_a, t1 - t0), min(best_s, t3 - t2)
+            light_rates.append((best_a / pixels * 1e6, best_s / pixels * 1e6))
+            lines.append(f"| {path.name}, light transforms | {pixels} | {light_rates[-1][0]:.3f} | {light_rates[-1][1]:.3f} |")
     lines.append(f"| ratio large / small | | {rates[1][0] / rates[0][0]:.2f} | {rates[1][1] / rates[0][1]:.2f} |")
+    if light_rates:
+        lines.append(f"| ratio large / small, light transforms | | {light_rates[1][0] / light_rates[0][0]:.2f} | "
+                     f"{light_rates[1][1] / light_rates[0][1]:.2f} |")
     return "\n".join(lines)
 
 
@@ -78,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classic-quality", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--vqz", action="append", default=[], help="label=path of another vqz executable to time")
+    parser.add_argument("--no-fast", dest="fast", action="store_false",
+                        help="leave out the rows of the light transforms (vqz encode --effort 0, vqz decode --fast)")
     parser.add_argument("--small", type=Path, help="a small image (e.g. a Kodak image) for the per-pixel comparison of "
                                                   "the transforms (analysis, synthesis; model loaded, same process)")
     args = parser.parse_args(argv)
@@ -92,36 +116,53 @@ def main(argv: list[str] | None = None) -> None:
 
         photo = work / "camera.png"
         Image.fromarray(np.ascontiguousarray(camera_image(args.folder))).save(photo)
-    executables = [("vqz", str(Path(sys.executable).with_name("vqz")))] + [tuple(v.split("=", 1)) for v in args.vqz]
+    main_exe = str(Path(sys.executable).with_name("vqz"))
+    executables = [("vqz", main_exe, [], [])]
+    if args.fast:  # the light transforms: encode at effort 0, decode --fast
+        executables.append(("vqz fast", main_exe, ["--effort", "0"], ["--fast"]))
+    executables += [(label, exe, [], []) for label, exe in (v.split("=", 1) for v in args.vqz)]
     rows = []
-    for label, exe in executables:
-        coded = work / f"{label}.vqz"
-        for step, command in (("encode", [exe, "encode", str(photo), "-q", str(args.quality), "-o", str(coded), "--force"]),
-                              ("decode", [exe, "decode", str(coded), "-o", str(work / f"{label}.png"), "--force"])):
+    for label, exe, encode_flags, decode_flags in executables:
+        coded = work / f"{label.replace(' ', '-')}.vqz"
+        decoded = work / f"{label.replace(' ', '-')}.png"
+        for step, command in (("encode", [exe, "encode", str(photo), "-q", str(args.quality), *encode_flags,
+                                          "-o", str(coded), "--force"]),
+                              ("decode", [exe, "decode", str(coded), *decode_flags, "-o", str(decoded), "--force"])):
             runs = [timed(command) for _ in range(args.repeats)]
-            rows.append((label, step, runs, coded.stat().st_size))
+            rows.append((label, step, runs, coded.stat().st_size, decoded))
     for fmt in ("AVIF", "WEBP", "JPEG"):
         coded = work / f"x.{fmt.lower()}"
+        decoded = work / f"{fmt}.png"
         enc = ENCODE.format(src=str(photo), dst=str(coded), fmt=fmt, q=args.classic_quality, extra=EXTRA[fmt])
-        dec = DECODE.format(src=str(coded), dst=str(work / f"{fmt}.png"), level=1)
+        dec = DECODE.format(src=str(coded), dst=str(decoded), level=1)
         for step, code in (("encode", enc), ("decode", dec)):
             runs = [timed([sys.executable, "-c", code]) for _ in range(args.repeats)]
-            rows.append((fmt, step, runs, coded.stat().st_size))
+            rows.append((fmt, step, runs, coded.stat().st_size, decoded))
+    import numpy as np
     from PIL import Image
+
+    from vqz.benchmarks.metrics import psnr
 
     with Image.open(photo) as im:
         size = f"{im.width}x{im.height}"
         pixels = im.width * im.height
+        original = np.asarray(im.convert("RGB"))
     lines = [f"Whole commands on a {size} photo ({pixels / 1e6:.1f} MP), {os.cpu_count()} CPUs, median of {args.repeats}:",
-             "", "| codec | command | wall (s) | CPU (s) | CPU / wall | peak RSS (MiB) | file bytes | bpp |",
-             "|---|---|---|---|---|---|---|---|"]
-    for label, step, runs, nbytes in rows:
+             "", "| codec | command | wall (s) | CPU (s) | CPU / wall | peak RSS (MiB) | file bytes | bpp | PSNR (dB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for label, step, runs, nbytes, decoded in rows:
         wall = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
         rss = max(r[2] for r in runs)
+        quality = ""
+        if step == "decode":
+            with Image.open(decoded) as im:
+                quality = f"{psnr(original, np.asarray(im.convert('RGB'))):.2f}"
         lines.append(f"| {label} | {step} | {wall:.2f} | {cpu:.2f} | {cpu / wall:.2f} | {rss:.0f} | {nbytes} | "
-                     f"{nbytes * 8 / pixels:.3f} |")
-    lines += ["", f"vqz at -q {args.quality}; AVIF (speed 6, 4:2:0), WebP (method 4) and JPEG at quality "
+                     f"{nbytes * 8 / pixels:.3f} | {quality} |")
+    lines += ["", f"vqz at -q {args.quality}" + ("; 'vqz fast' encodes with --effort 0 (the light analysis) and decodes "
+                                                  "with --fast (the light synthesis)" if args.fast else "")
+              + f"; AVIF (speed 6, 4:2:0), WebP (method 4) and JPEG at quality "
               f"{args.classic_quality} through Pillow; every decode writes PNG at zlib level 1."]
     if args.small:
         lines += ["", transform_rates(photo, args.small, args.quality)]

@@ -21,7 +21,7 @@ from vqz.benchmarks.errors import BenchmarkError, CodecUnavailable
 
 from vqz.errors import VqzError
 
-__all__ = ["HyperpriorUntrainedCodec", "VqzCodec", "compressai_compress", "compressai_decompress", "pack_strings",
+__all__ = ["HyperpriorUntrainedCodec", "VqzCodec", "VqzFastCodec", "compressai_compress", "compressai_decompress", "pack_strings",
            "unpack_strings"]
 
 
@@ -75,6 +75,36 @@ class VqzCodec(Codec):
 
     def decode(self, data: bytes) -> np.ndarray:
         return np.asarray(self._api.decode(data).convert("RGB"))
+
+
+class VqzFastCodec(VqzCodec):
+    """vqz with its light transforms: encoded at effort 0 (the light analysis head), decoded with ``fast=True``
+    (the light synthesis, stage-only levels; residual levels decode with the model's own synthesis)."""
+
+    name = "vqz-fast"
+    label = "vqz fast (--effort 0, --fast)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from vqz.codec.light import light_analysis_for, light_for
+
+        model = self._api.load_model()
+        if light_for(model) is None or light_analysis_for(model) is None:
+            raise CodecUnavailable(f"vqz-fast: model {model.model_id} has no installed light synthesis and analysis")
+
+    @property
+    def description(self) -> str:
+        from vqz.codec.light import light_analysis_for, light_for
+
+        model = self._api.load_model()
+        return (super().description + f"; encoded at effort 0 with {light_analysis_for(model).light_id}, decoded "
+                f"with --fast ({light_for(model).light_id} on levels 1-4)")
+
+    def encode(self, img: np.ndarray, setting: Setting) -> bytes:
+        return bytes(self._api.encode(img, quality=int(setting), effort=0))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return np.asarray(self._api.decode(data, fast=True).convert("RGB"))
 
 
 _MAGIC = b"CAIu"

@@ -1,12 +1,13 @@
 """Per-quality-level table of the vqz model alone, with what the entropy model saves.
 
-    python -m vqz.benchmarks.levels DIR [--out FILE.json] [--model ID] [--effort N] [--levels 1,2,4]
+    python -m vqz.benchmarks.levels DIR [--out FILE.json] [--model ID] [--effort N] [--fast] [--levels 1,2,4]
 
 For every quality level, over every image of DIR: mean bpp from the file bytes (header
 included), mean PSNR (8-bit RGB) and MS-SSIM, encode and decode seconds per image
 (model loading excluded), the stages and residual step of the level (codec/levels.py), the bpp of
 its residual layer, header bytes, and the stage payload bits actually written against the model's
-own estimate and against fixed-length log2(K) bits per index.
+own estimate and against fixed-length log2(K) bits per index. ``--effort 0`` encodes with the model's light
+analysis, ``--fast`` decodes with its light synthesis (:mod:`vqz.codec.light`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from vqz.codec.registry import load_model
 
 
 def measure(folder: Path, model: str | None = None, effort: int = 1,
-            levels: list[int] | None = None) -> list[dict[str, float]]:
+            levels: list[int] | None = None, fast: bool = False) -> list[dict[str, float]]:
     weights = load_model(model)
     images = [(p.name, to_rgb_array(p)) for p in list_images(folder)]
     rows = []
@@ -42,7 +43,7 @@ def measure(folder: Path, model: str | None = None, effort: int = 1,
             data, stats = encode_array(weights, rgb, quality, effort=effort)
             encode_s = time.perf_counter() - start
             start = time.perf_counter()
-            decoded = decode_bytes(weights, data)
+            decoded = decode_bytes(weights, data, fast=fast)
             decode_s = time.perf_counter() - start
             pixels = rgb.shape[0] * rgb.shape[1]
             acc["bpp"].append(8 * len(data) / pixels)
@@ -85,14 +86,16 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--effort", type=int, default=1, help="encoder effort (vqz encode --effort)")
     parser.add_argument("--levels", help="comma-separated quality levels (default: all)")
+    parser.add_argument("--fast", action="store_true", help="decode with the light synthesis (vqz decode --fast)")
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")] if args.levels else None
-    rows = measure(args.folder, args.model, args.effort, levels)
+    rows = measure(args.folder, args.model, args.effort, levels, args.fast)
     table = to_markdown(rows)
-    print(f"threads: {torch.get_num_threads()}, effort {args.effort}\n\n{table}")
+    print(f"threads: {torch.get_num_threads()}, effort {args.effort}, fast {args.fast}\n\n{table}")
     if args.out:
         out = args.out / "vqz_levels.json" if args.out.is_dir() else args.out
-        out.write_text(json.dumps({"threads": torch.get_num_threads(), "effort": args.effort, "rows": rows}, indent=2))
+        out.write_text(json.dumps({"threads": torch.get_num_threads(), "effort": args.effort, "fast": args.fast,
+                                   "rows": rows}, indent=2))
         if args.out.is_dir():
             (args.out / "vqz_levels.md").write_text(table + "\n")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from vqz.benchmarks.adapter import Codec
 from vqz.benchmarks.codecs_baseline import FactorizedSameBudgetCodec, HyperpriorSameBudgetCodec
-from vqz.benchmarks.codecs_learned import HyperpriorUntrainedCodec, VqzCodec
+from vqz.benchmarks.codecs_learned import HyperpriorUntrainedCodec, VqzCodec, VqzFastCodec
 from vqz.benchmarks.codecs_pillow import AvifCodec, Jpeg2000Codec, JpegCodec, JpegXlCodec, WebpCodec
 from vqz.benchmarks.errors import BenchmarkError, CodecUnavailable
 
@@ -19,7 +19,7 @@ __all__ = ["CODECS", "DEFAULT_CODECS", "available", "codec_names", "get_codec", 
 
 CODECS: dict[str, type[Codec]] = {
     cls.name: cls
-    for cls in (VqzCodec, JpegCodec, WebpCodec, AvifCodec, Jpeg2000Codec, JpegXlCodec,
+    for cls in (VqzCodec, VqzFastCodec, JpegCodec, WebpCodec, AvifCodec, Jpeg2000Codec, JpegXlCodec,
                 HyperpriorUntrainedCodec, FactorizedSameBudgetCodec, HyperpriorSameBudgetCodec)
 }
 """Every codec the benchmark knows, by name."""

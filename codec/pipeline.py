@@ -316,9 +316,9 @@ def stage_activities(weights: LoadedWeights, indices: np.ndarray) -> Iterator[np
 
 
 def decode_bytes(weights: LoadedWeights, data: bytes, stages: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS, realism: float = 0.0) -> np.ndarray:
+                 max_pixels: int = DEFAULT_MAX_DECODE_PIXELS, realism: float = 0.0, fast: bool = False) -> np.ndarray:
     """``.vqz`` bytes -> (H, W, 3) uint8 RGB (optionally from only the first ``stages`` stages)."""
-    return decode_image(weights, data, stages, max_pixels, realism)[0]
+    return decode_image(weights, data, stages, max_pixels, realism, fast)[0]
 
 
 def decode_image(weights: LoadedWeights, data: bytes, stages: int | None = None,

@@ -341,7 +341,7 @@ def export_light(checkpoint: Path, weights_path: Path, light_id: str) -> list[Pa
     from vqz.training.loop import read_checkpoint
 
     saved, checkpoint_metadata = read_checkpoint(Path(checkpoint))
-    base = load_model(checkpoint_metadata.get("model_id"))
+    base = load_model(checkpoint_metadata.get("base_model_id", checkpoint_metadata.get("model_id")))
     if checkpoint_metadata.get("light_role") == "analysis":
         widths = tuple(json.loads(checkpoint_metadata["light_widths"]))
         network = light_analysis_head(widths)

@@ -136,7 +136,8 @@ def train_light(cfg: LightTrainConfig, resume: bool = False, log=print) -> Path:
     _start_from_model(light, faithful, cfg.head_blocks)
     light.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(light.parameters(), lr=cfg.lr)
-    metadata = {"config": json.dumps(asdict(cfg)), "light_config": config.to_json(), "model_id": weights.model_id}
+    # base_model_id, not model_id: a weights folder must not take the checkpoint for the model itself
+    metadata = {"config": json.dumps(asdict(cfg)), "light_config": config.to_json(), "base_model_id": weights.model_id}
     start = 0
     if resume and checkpoint.exists():
         start = load_checkpoint(checkpoint, {"g_s": light}, {"g_s.opt": optimizer})
@@ -291,7 +292,7 @@ def train_light_analysis(cfg: LightAnalysisTrainConfig, resume: bool = False, lo
         p.requires_grad_(False)
     head = light_analysis_head(cfg.widths).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr)
-    metadata = {"config": json.dumps(asdict(cfg)), "light_role": "analysis", "model_id": weights.model_id,
+    metadata = {"config": json.dumps(asdict(cfg)), "light_role": "analysis", "base_model_id": weights.model_id,
                 "light_widths": json.dumps(list(cfg.widths))}
     start = 0
     rng = np.random.default_rng(cfg.seed)

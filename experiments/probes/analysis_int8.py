@@ -7,7 +7,6 @@ either head: bpp from the file bytes, PSNR of the decoded image.
 
 Usage: python experiments/probes/analysis_int8.py  (needs runs/realism-codes from vqz train-realism / train-light)
 """
-import sys
 import time
 from pathlib import Path
 

@@ -79,6 +79,7 @@ def test_a_csv_with_other_columns_is_refused(tmp_path: Path, crops: list[Path]) 
         run_benchmark(crops, ["jpeg"], out, progress=False)
 
 
+@pytest.mark.slow  # worker processes (seconds)
 def test_parallel_workers_give_the_same_sizes_and_quality_as_one_process(tmp_path: Path, crops: list[Path]) -> None:
     serial = run_benchmark(crops, ["webp"], tmp_path / "serial", progress=False)
     parallel = run_benchmark(crops, ["webp"], tmp_path / "parallel", workers=2, progress=False)

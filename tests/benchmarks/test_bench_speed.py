@@ -26,6 +26,7 @@ def test_sizes_parse_and_bad_ones_are_refused() -> None:
             parse_sizes(bad)
 
 
+@pytest.mark.slow  # subprocess workers (seconds)
 def test_speed_measures_time_and_the_worker_peak_memory_in_a_subprocess() -> None:
     result = measure_speed("jpeg", "50", 320, 240, timeout_s=300)
     assert result.error is None, result.error
@@ -37,6 +38,7 @@ def test_speed_measures_time_and_the_worker_peak_memory_in_a_subprocess() -> Non
     assert result.threads is not None and result.threads >= 1
 
 
+@pytest.mark.slow  # subprocess workers (seconds)
 def test_a_failing_worker_is_reported_not_raised() -> None:
     result = measure_speed("jpeg", "33", 64, 64, timeout_s=300)  # 33 is not a JPEG setting
     assert result.encode_s is None
@@ -66,6 +68,7 @@ def test_run_speed_writes_json_and_markdown(tmp_path: Path, monkeypatch: pytest.
     assert speed_markdown(results) == md
 
 
+@pytest.mark.slow  # waits for a timeout in a subprocess
 def test_a_measurement_past_its_timeout_is_reported_and_leaves_no_worker_behind() -> None:
     import os
     import time

@@ -243,6 +243,7 @@ def _half_or_fail(number: int) -> float:
     return number / 2
 
 
+@pytest.mark.slow  # starts worker processes that import the codec (several seconds)
 def test_run_batch_in_worker_processes_keeps_input_order_and_reports_each_failure(capsys):
     items = [4, -1, 6, 0, 8, 10]
     finished: list[tuple[int, float]] = []

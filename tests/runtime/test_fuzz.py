@@ -45,6 +45,7 @@ def test_random_mutations_raise_only_vqz_errors(seeds):
     assert report.by_outcome()["format:crc"] > RANDOM_CASES // 2  # the CRC stops most of them
 
 
+@pytest.mark.slow  # decodes about a hundred mutated files (several seconds)
 def test_mutations_with_a_recomputed_crc_reach_the_decoder_and_raise_only_vqz_errors(seeds):
     report = fuzz.fuzz(seeds, CRC_FIXED_CASES, seed=2, crc_fixed=1.0)
     assert not report.crashes, report.summary()

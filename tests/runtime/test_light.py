@@ -40,13 +40,13 @@ def light_files(tmp_path_factory, model):
     network[0].load_state_dict(torch_model(model).g_s[0].state_dict())
     synthesis_ckpt = folder / "light-s.ckpt"
     save_checkpoint(synthesis_ckpt, {"g_s": network}, {}, 1,
-                    {"config": "{}", "light_config": CONFIG.to_json(), "model_id": model.model_id})
+                    {"config": "{}", "light_config": CONFIG.to_json(), "base_model_id": model.model_id})
     head = light_analysis_head((128, 128, 128))
     head.load_state_dict(torch_model(model).g_a[:6].state_dict())
     analysis_ckpt = folder / "light-a.ckpt"
     save_checkpoint(analysis_ckpt, {"g_a": head}, {}, 1,
                     {"config": "{}", "light_role": "analysis", "light_widths": "[128, 128, 128]",
-                     "model_id": model.model_id})
+                     "base_model_id": model.model_id})
     installed = folder / "installed"
     installed.mkdir()
     synthesis = export_light(synthesis_ckpt, installed / "test-light.safetensors", "test-light")

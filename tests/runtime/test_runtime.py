@@ -141,7 +141,7 @@ def test_a_graph_runs_only_with_the_weights_it_was_exported_from(tmp_path, model
     weights = _copy_model(tmp_path, model)
     graph = weights.with_name(f"{weights.stem}.synthesis.onnx")
     data = graph.read_bytes()
-    sha = model.analysis._sha.encode()
+    sha = model.analysis.sha256.encode()
     assert data.count(sha) == 1
     graph.write_bytes(data.replace(sha, b"0" * len(sha)))
     with pytest.raises(ModelError, match="not exported from these weights"):
