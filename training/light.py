@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,9 @@ from torch import nn
 
 from vqz.codec.light import LightConfig
 from vqz.errors import VqzError
+from vqz.training.codes import cached_splits, code_sampler, start_run, validate
 from vqz.training.compressai_layers import GDN, ResidualBlock, conv, deconv
-from vqz.training.loop import CsvLog, RunConfig, autocast_enabled, cosine_lr, is_due, load_checkpoint, save_checkpoint
+from vqz.training.loop import CodeGridRunConfig, CsvLog, RunClock, cosine_lr, is_due, load_checkpoint, save_checkpoint
 from vqz.training.model import torch_model
 
 __all__ = ["LightAnalysisTrainConfig", "LightTrainConfig", "light_analysis_head", "light_synthesis", "train_light",
@@ -58,47 +59,38 @@ def light_synthesis(config: LightConfig) -> nn.Sequential:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LightTrainConfig(RunConfig):
-    """A light synthesis run: :class:`~vqz.training.loop.RunConfig` and the options below."""
+class LightTrainConfig(CodeGridRunConfig):
+    """A light synthesis run: :class:`~vqz.training.loop.CodeGridRunConfig` and the options below."""
 
     out: str = "runs/light"
-    model: str | None = None  # installed model id (default: the default model)
     steps: int = 12000
     batch: int = 16
-    crop: int = 128  # pixels, a multiple of 8
-    threads: int = 1
-    precision: str = "bf16"
     lr: float = 3e-4  # Adam, 200 warm-up steps, cosine decay to lr / 30
     head_blocks: int = 2  # residual blocks at latent resolution (the model's own has 1 + latent_blocks)
     tail_channels: tuple[int, ...] = (64, 32)  # widths after the first two transposed convolutions
-    images: int = 100000  # training images to code (all of the split by default)
     heldout_images: int = 16
     heldout_crop: int = 256
-    max_pixels: int = 600_000
     checkpoint_every: int = 500
     validate_every: int = 1000
     cache: str | None = "runs/realism-codes"  # folder of the coded images, shared with the realism trainer
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.crop % 8 or self.crop < 32:
-            raise VqzError(f"`crop` must be a multiple of 8 of at least 32, got {self.crop}")
         if len(self.tail_channels) != 2 or min(self.tail_channels) < 1 or self.head_blocks < 0:
             raise VqzError("`tail_channels` takes two widths and `head_blocks` is at least 0")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "LightTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown light synthesis training option(s): {', '.join(sorted(unknown))}")
-        if "tail_channels" in values:
-            values = {**values, "tail_channels": tuple(int(v) for v in values["tail_channels"])}
-        return cls(**values)
 
     def light_config(self, latent_dim: int, channels: int) -> LightConfig:
         return LightConfig(latent_dim=latent_dim, channels=channels, head_blocks=self.head_blocks,
                            tail_channels=tuple(self.tail_channels))
+
+
+def _step(optimizer: torch.optim.Optimizer, prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """One Adam step on the mean squared error (float32) of ``prediction``; returns the loss."""
+    loss = (prediction.float() - target).square().mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def _start_from_model(light: nn.Sequential, faithful: nn.Sequential, head_blocks: int) -> None:
@@ -110,25 +102,11 @@ def _start_from_model(light: nn.Sequential, faithful: nn.Sequential, head_blocks
 def train_light(cfg: LightTrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) a light synthesis; returns the checkpoint path (``<out>/light.safetensors``)."""
     from vqz.codec.levels import PURE_LEVELS
-    from vqz.codec.registry import load_model
-    from vqz.training.realism import CodeSampler, _split, cache_codes, validate
 
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
-    weights = load_model(cfg.model)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "light.safetensors"
-    (out / "config.json").write_text(json.dumps(asdict(cfg) | {"model_id": weights.model_id}, indent=2, sort_keys=True))
-    train_paths, held_paths = _split(cfg)
-    started = time.time()
-    cache = Path(cfg.cache) if cfg.cache else out / "codes"
-    train_items = [dict(np.load(p)) for p in cache_codes(cfg.model, train_paths, cache / "train", cfg.max_pixels, log)]
-    held = [dict(np.load(p)) for p in cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)]
-    log(f"{len(train_items)} training and {len(held)} held-out images coded ({time.time() - started:.0f} s)")
+    clock = RunClock()
+    weights, out, checkpoint, use_bf16 = start_run(cfg, "light.safetensors")
+    sampler, held = code_sampler(cfg, weights.codebooks, log)
     codebooks = weights.codebooks
-    sampler = CodeSampler(train_items, codebooks, cfg.crop, PURE_LEVELS, cfg.seed)
 
     faithful = torch_model(weights).g_s.eval()
     config = cfg.light_config(weights.config.latent_dim, weights.config.channels)
@@ -157,17 +135,14 @@ def train_light(cfg: LightTrainConfig, resume: bool = False, log=print) -> Path:
         image, latent, _ = sampler.sample(cfg.batch)
         with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
             decoded = light(latent.contiguous(memory_format=torch.channels_last))
-        loss = (decoded.float() - image).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running = loss.item() if step == start else 0.98 * running + 0.02 * loss.item()
+        loss = _step(optimizer, decoded, image)
+        running = loss if step == start else 0.98 * running + 0.02 * loss
         done = step + 1
         if is_due(done, cfg.checkpoint_every, cfg.steps):
             save_checkpoint(checkpoint, {"g_s": light}, {"g_s.opt": optimizer}, done, metadata)
         if is_due(done, cfg.validate_every, cfg.steps):
             scores = validate(light, held, codebooks, cfg.heldout_crop, PURE_LEVELS)
-            minutes = (time.time() - started) / 60
+            minutes = clock.seconds / 60
             csv_log.row(step=done, lr=lr, mse=running, minutes=round(minutes, 1),
                         **{f"psnr_k{k}": p for k, (p, _) in scores.items()})
             log(f"step {done}: mse {running:.5f}; " + ", ".join(f"k{k} {p:.2f} dB" for k, (p, _) in scores.items())
@@ -203,7 +178,7 @@ def light_analysis_head(widths: tuple[int, ...]) -> nn.Sequential:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LightAnalysisTrainConfig(RunConfig):
+class LightAnalysisTrainConfig(CodeGridRunConfig):
     """A light analysis run (``vqz encode --fast``): a light head distilled from the model's analysis.
 
     The loss is the mean squared difference between the model's latent and the latent of the light head
@@ -212,35 +187,15 @@ class LightAnalysisTrainConfig(RunConfig):
     once by the runtime and cached in ``<out>/latents`` (float16)."""
 
     out: str = "runs/light-analysis"
-    model: str | None = None
-    steps: int = 4000
+    steps: int = 8000
     batch: int = 16
-    crop: int = 128
-    threads: int = 1
-    precision: str = "bf16"
     lr: float = 5e-4
     widths: tuple[int, ...] = (48, 64, 128)  # the head's widths; the last is the model's channels
-    images: int = 100000
     heldout_images: int = 16
-    max_pixels: int = 600_000
     checkpoint_every: int = 250
     validate_every: int = 500
     cache: str | None = "runs/realism-codes"  # the coded photos (pixels) shared with the other decoder trainers
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.crop % 8 or self.crop < 32:
-            raise VqzError(f"`crop` must be a multiple of 8 of at least 32, got {self.crop}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "LightAnalysisTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown light analysis training option(s): {', '.join(sorted(unknown))}")
-        if "widths" in values:
-            values = {**values, "widths": tuple(int(v) for v in values["widths"])}
-        return cls(**values)
 
 
 def _cached_latents(weights, items: list[Path], folder: Path, log) -> list[dict[str, np.ndarray]]:
@@ -266,23 +221,11 @@ def _cached_latents(weights, items: list[Path], folder: Path, log) -> list[dict[
 def train_light_analysis(cfg: LightAnalysisTrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) a light analysis head; returns the checkpoint path (``<out>/light.safetensors``)."""
     from vqz.codec.tiling import analysis_split
-    from vqz.codec.registry import load_model
-    from vqz.training.realism import _split, cache_codes
 
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
-    weights = load_model(cfg.model)
+    weights, out, checkpoint, use_bf16 = start_run(cfg, "light.safetensors")
     if cfg.widths[-1] != weights.config.channels or len(cfg.widths) != weights.config.downsampling_log2:
         raise VqzError(f"`widths` needs {weights.config.downsampling_log2} widths ending with {weights.config.channels}")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "light.safetensors"
-    (out / "config.json").write_text(json.dumps(asdict(cfg) | {"model_id": weights.model_id}, indent=2, sort_keys=True))
-    train_paths, held_paths = _split(cfg)
-    cache = Path(cfg.cache) if cfg.cache else out / "codes"
-    train_files = cache_codes(cfg.model, train_paths, cache / "train", cfg.max_pixels, log)
-    held_files = cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)
+    train_files, held_files = cached_splits(cfg, log)
     train_items = _cached_latents(weights, train_files, out / "latents" / "train", log)
     held = _cached_latents(weights, held_files, out / "latents" / "heldout", log)
     items = [it for it in train_items if min(it["rgb"].shape[:2]) >= cfg.crop]
@@ -314,7 +257,7 @@ def train_light_analysis(cfg: LightAnalysisTrainConfig, resume: bool = False, lo
 
     columns = ["step", "lr", "mse", "minutes", "heldout_mse", "heldout_codes_equal"]
     csv_log = CsvLog(out / "log.csv", columns, resume and start > 0)
-    started, running = time.time(), 0.0
+    clock, running = RunClock(), 0.0
     for step in range(start, cfg.steps):
         lr = cosine_lr(cfg.lr, step, cfg.steps, warmup=200, floor=cfg.lr / 30)
         for group in optimizer.param_groups:
@@ -322,17 +265,14 @@ def train_light_analysis(cfg: LightAnalysisTrainConfig, resume: bool = False, lo
         image, target = batch()
         with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=use_bf16):
             latent = tail(head(image))
-        loss = (latent.float() - target).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running = loss.item() if step == start else 0.98 * running + 0.02 * loss.item()
+        loss = _step(optimizer, latent, target)
+        running = loss if step == start else 0.98 * running + 0.02 * loss
         done = step + 1
         if is_due(done, cfg.checkpoint_every, cfg.steps):
             save_checkpoint(checkpoint, {"g_a": head}, {"g_a.opt": optimizer}, done, metadata)
         if is_due(done, cfg.validate_every, cfg.steps):
             heldout_mse, equal = _validate_analysis(head, tail, held, weights.codebooks)
-            minutes = (time.time() - started) / 60
+            minutes = clock.seconds / 60
             csv_log.row(step=done, lr=lr, mse=running, minutes=round(minutes, 1), heldout_mse=heldout_mse,
                         heldout_codes_equal=equal)
             log(f"step {done}: mse {running:.5f}; held-out latent mse {heldout_mse:.5f}, stage-1 codes equal "

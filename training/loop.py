@@ -17,7 +17,7 @@ import csv
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from vqz.errors import VqzError
 
-__all__ = ["PRECISIONS", "CsvLog", "RunClock", "RunConfig", "apply_checkpoint", "autocast_enabled", "cosine_lr",
+__all__ = ["PRECISIONS", "CodeGridRunConfig", "CsvLog", "RunClock", "RunConfig", "apply_checkpoint", "autocast_enabled", "cosine_lr",
            "is_due", "learning_rate", "load_checkpoint", "native_bf16", "progress_bar", "read_checkpoint",
            "save_checkpoint", "warmup_factor"]
 
@@ -58,6 +58,35 @@ class RunConfig:
                 raise VqzError(f"`{name}` must be a positive integer, got {value!r}")
         if not 0 <= self.validation_fraction < 1:
             raise VqzError(f"`validation_fraction` must be in [0, 1), got {self.validation_fraction}")
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """The config of a TOML table: an unknown key is a ``ValueError`` naming it; lists become tuples (the
+        configs' sequence options are tuples)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown option(s) for {cls.__name__}: {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeGridRunConfig(RunConfig):
+    """The base of the trainers on a model's code grid (realistic and light transforms, :mod:`vqz.training.codes`):
+    crops are aligned to the 8-pixel cells, at least 32 pixels; one bf16 thread by default (the other core works)."""
+
+    model: str | None = None  # installed model id (default: the default model)
+    crop: int = 128  # pixels, a multiple of 8
+    threads: int = 1
+    precision: str = "bf16"
+    images: int = 100000  # training photos to code (all of the split by default)
+    max_pixels: int = 600_000  # each photo's centre cut, at most this many pixels
+    cache: str | None = None  # folder of the coded photos (default <out>/codes); runs of one model can share it
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.crop % 8 or self.crop < 32:
+            raise VqzError(f"`crop` must be a multiple of 8 of at least 32, got {self.crop}")
 
 
 def learning_rate(lr: float, step: int, steps: int, final_fraction: float = 0.1, ramp: int = 0,

@@ -4,12 +4,9 @@ The analysis transform, the codebooks and the entropy tables stay exactly as the
 of the synthesis transform ``g_s`` is fine-tuned, so every ``.vqz`` file of the model decodes with
 either synthesis (:mod:`vqz.codec.realism` at run time).
 
-Data: each training photo (the model's training split; the held-out split by the same name hash,
-``validation_fraction``, is kept for validation) is cut to multiples of 8 pixels and at most
-``max_pixels``, and coded once by the installed model (ONNX runtime, greedy quantizer) to
-``PURE_LEVELS`` stages; pixels and index planes are cached in ``<out>/codes`` (derivable). A training
-sample is an aligned ``crop`` x ``crop`` crop and its index planes, decoded from a random number of
-stages k in 1..PURE_LEVELS (the stage-only levels, where no residual layer adds detail).
+Data: the model's codes of the training photos (:mod:`vqz.training.codes`): aligned ``crop`` x ``crop``
+crops and their index planes, decoded from a random number of stages k in 1..PURE_LEVELS (the stage-only
+levels, where no residual layer adds detail).
 
 Losses: the generator minimises ``L1 + w * (hinge_G + fm_weight * FM) + energy_weight * E`` where FM is
 the L1 distance between the discriminator's hidden activations on the decoded and the original crop,
@@ -30,10 +27,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -42,25 +37,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqz.errors import VqzError
-from vqz.training.loop import CsvLog, RunConfig, autocast_enabled, cosine_lr, is_due, load_checkpoint, save_checkpoint
+from vqz.training.loop import CodeGridRunConfig, CsvLog, RunClock, cosine_lr, is_due, load_checkpoint, save_checkpoint
+from vqz.training.codes import cache_codes, code_sampler, split_photos, start_run, validate
 from vqz.training.discriminator import PatchDiscriminator
 from vqz.training.stage_film import StageFilm, folded_tensors
 
-__all__ = ["RealismTrainConfig", "cache_codes", "calibrate_strength", "train_realism"]
+__all__ = ["RealismTrainConfig", "calibrate_strength", "train_realism"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class RealismTrainConfig(RunConfig):
-    """A realistic synthesis run: :class:`~vqz.training.loop.RunConfig` and the options below."""
+class RealismTrainConfig(CodeGridRunConfig):
+    """A realistic synthesis run: :class:`~vqz.training.loop.CodeGridRunConfig` and the options below."""
 
     out: str = "runs/realism"
-    model: str | None = None  # installed model id (default: the default model)
     steps: int = 8000
     batch: int = 4
-    crop: int = 128  # pixels, a multiple of 8
-    threads: int = 1
-    precision: str = "bf16"
     lr_g: float = 5e-5
     lr_d: float = 2e-4
     adv_weight: float = 0.8  # times VQGAN's adaptive weight
@@ -69,110 +60,16 @@ class RealismTrainConfig(RunConfig):
     level_weights: tuple[float, ...] = ()  # per stage count k = 1, 2, ...: the adversarial terms' weight (default 1)
     d_warmup: int = 300  # steps of discriminator-only training before the generator moves
     d_channels: int = 32
-    images: int = 100000  # training images to code (all of the split by default)
     heldout_images: int = 8
     heldout_crop: int = 256
-    max_pixels: int = 600_000
     checkpoint_every: int = 250
     validate_every: int = 500
-    cache: str | None = None  # folder of the coded images (default <out>/codes); runs of one model can share it
     keep_validated: bool = False  # keep a copy of the checkpoint of every validated step (realism-<step>.safetensors)
     lattice_weight: float = 0.0  # weight of the code-grid pattern term (:func:`lattice_loss`; 0: off)
     stage_film: bool = False  # condition the generator on the stage count (:mod:`vqz.training.stage_film`)
     lr_film: float = 5e-4  # learning rate of the stage conditioning's scales and shifts
     init: str | None = None  # a realism checkpoint to start the generator and discriminator from (a fresh run)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.crop % 8 or self.crop < 32:
-            raise VqzError(f"`crop` must be a multiple of 8 of at least 32, got {self.crop}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "RealismTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown realism training option(s): {', '.join(sorted(unknown))}")
-        if "level_weights" in values:
-            values = {**values, "level_weights": tuple(float(v) for v in values["level_weights"])}
-        return cls(**values)
-
-
-def _cut(rgb: np.ndarray, max_pixels: int, multiple: int = 8) -> np.ndarray:
-    """The centre of ``rgb`` with sides multiples of ``multiple`` and at most ``max_pixels`` pixels."""
-    height, width = rgb.shape[:2]
-    if height * width > max_pixels:
-        side = int(math.sqrt(max_pixels))
-        height, width = min(height, side), min(width, max_pixels // min(height, side))
-    h, w = height // multiple * multiple, width // multiple * multiple
-    top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
-    return np.ascontiguousarray(rgb[top : top + h, left : left + w])
-
-
-def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: int, log=print) -> list[Path]:
-    """Code each image of ``paths`` with the installed ``model`` to the stage-only levels' stages and cache
-    ``rgb`` ((H, W, 3) uint8, sides multiples of 8) and ``indices`` ((PURE_LEVELS, H/8, W/8) int16) in
-    ``folder/<name>.npz``; existing files are kept. Returns the cache files, in ``paths`` order."""
-    from vqz.codec import pipeline
-    from vqz.codec.photos import load_rgb
-    from vqz.codec.levels import PURE_LEVELS
-    from vqz.codec.registry import load_model
-
-    weights = load_model(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    out, started = [], time.time()
-    for number, path in enumerate(paths):
-        target = folder / f"{path.name}.npz"
-        out.append(target)
-        if target.exists():
-            continue
-        rgb = _cut(load_rgb(path), max_pixels)
-        if min(rgb.shape[:2]) < 8:
-            out.pop()
-            continue
-        indices = pipeline.encode_indices(weights, rgb, PURE_LEVELS).astype(np.int16)
-        tmp = target.with_suffix(".tmp.npz")
-        np.savez(tmp, rgb=rgb, indices=indices)
-        tmp.replace(target)
-        if (number + 1) % 100 == 0:
-            log(f"coded {number + 1}/{len(paths)} images, {time.time() - started:.0f} s")
-    return out
-
-
-def _split(cfg: RealismTrainConfig) -> tuple[list[Path], list[Path]]:
-    from vqz.training.data import split_paths
-
-    return split_paths(Path(cfg.data), cfg.validation_fraction, cfg.images, cfg.heldout_images, cfg.seed)
-
-
-class CodeSampler:
-    """Random aligned crops of cached (pixels, index planes), each with a random stage count."""
-
-    def __init__(self, items: list[dict[str, np.ndarray]], codebooks: np.ndarray, crop: int, max_stages: int,
-                 seed: int) -> None:
-        self.items = [it for it in items if min(it["rgb"].shape[:2]) >= crop]
-        if not self.items:
-            raise ValueError(f"no cached image is at least {crop}x{crop} pixels")
-        self.codebooks, self.crop, self.max_stages = codebooks, crop, max_stages
-        self.rng = np.random.default_rng(seed)
-
-    def sample(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:
-        """-> (images (B, 3, crop, crop) in [0, 1], latents (B, M, crop/8, crop/8), stage counts (B,))."""
-        from vqz.codec.vq import dequantize
-
-        cells = self.crop // 8
-        images, latents, stages = [], [], []
-        for _ in range(batch):
-            item = self.items[self.rng.integers(len(self.items))]
-            gh, gw = item["indices"].shape[1:]
-            y, x = self.rng.integers(gh - cells + 1), self.rng.integers(gw - cells + 1)
-            k = int(self.rng.integers(1, self.max_stages + 1))
-            images.append(item["rgb"][8 * y : 8 * (y + cells), 8 * x : 8 * (x + cells)])
-            latents.append(dequantize(item["indices"][:k, y : y + cells, x : x + cells].astype(np.int64), self.codebooks))
-            stages.append(k)
-        image = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
-        latent = torch.from_numpy(np.stack(latents)).permute(0, 3, 1, 2).contiguous()
-        return image, latent, torch.tensor(stages)
 
 
 def interpolate(faithful: nn.Module, realistic: nn.Module, realism: float,
@@ -198,37 +95,6 @@ def level_factors(folded: dict[str, Tensor], level: int) -> dict[str, Tensor]:
     """One level's factors (``mul.<name>`` / ``add.<name>``) out of :func:`folded_tensors`' output."""
     prefix = f"level{level}."
     return {k[len(prefix):]: v for k, v in folded.items() if k.startswith(prefix)}
-
-
-@torch.no_grad()
-def validate(synthesis: nn.Module | Callable[[int], nn.Module], held: list[dict[str, np.ndarray]],
-             codebooks: np.ndarray, crop: int, max_stages: int,
-             stages: list[int] | None = None) -> dict[int, tuple[float, float]]:
-    """stage count -> (mean PSNR dB, mean detail ratio) on centre crops of ``held`` of ``synthesis``, or of
-    ``synthesis(k)`` where it is a function of the stage count k; for k in ``stages`` (default 1..max_stages)."""
-    from vqz.benchmarks.metrics import detail_ratio, psnr
-    from vqz.codec.tiling import to_uint8
-    from vqz.codec.vq import dequantize
-
-    out = {}
-    for k in stages or range(1, max_stages + 1):
-        network = synthesis if isinstance(synthesis, nn.Module) else synthesis(k)
-        was_training = network.training
-        network.eval()
-        psnrs, ratios = [], []
-        for item in held:
-            gh, gw = item["indices"].shape[1:]
-            ch, cw = min(gh, crop // 8), min(gw, crop // 8)
-            y, x = (gh - ch) // 2, (gw - cw) // 2
-            latent = dequantize(item["indices"][:k, y : y + ch, x : x + cw].astype(np.int64), codebooks)
-            image = to_uint8(network(torch.from_numpy(latent).permute(2, 0, 1)[None].contiguous(
-                memory_format=torch.channels_last)).float().contiguous().numpy())
-            ref = item["rgb"][8 * y : 8 * (y + ch), 8 * x : 8 * (x + cw)]
-            psnrs.append(psnr(ref, image))
-            ratios.append(detail_ratio(ref, image))
-        out[k] = (float(np.mean(psnrs)), float(np.mean(ratios)))
-        network.train(was_training)
-    return out
 
 
 def _adaptive_weight(rec: Tensor, adv: Tensor, last: Tensor, scale: float) -> Tensor:
@@ -290,26 +156,11 @@ def _d_loss(real: Tensor, fake: Tensor) -> Tensor:
 def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> Path:
     """Train (or continue) a realistic synthesis; returns the checkpoint path (``<out>/realism.safetensors``)."""
     from vqz.codec.levels import PURE_LEVELS
-    from vqz.codec.registry import load_model
 
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    use_bf16 = autocast_enabled(cfg.precision, torch.device("cpu"))
-    weights = load_model(cfg.model)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "realism.safetensors"
-    (out / "config.json").write_text(json.dumps(asdict(cfg) | {"model_id": weights.model_id,
-                                                               "model_sha256": weights.metadata.get("sha256", "")},
-                                                indent=2, sort_keys=True))
-    train_paths, held_paths = _split(cfg)
-    started = time.time()
-    cache = Path(cfg.cache) if cfg.cache else out / "codes"
-    train_items = [dict(np.load(p)) for p in cache_codes(cfg.model, train_paths, cache / "train", cfg.max_pixels, log)]
-    held = [dict(np.load(p)) for p in cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)]
-    log(f"{len(train_items)} training and {len(held)} held-out images coded ({time.time() - started:.0f} s)")
+    clock = RunClock()
+    weights, out, checkpoint, use_bf16 = start_run(cfg, "realism.safetensors")
+    sampler, held = code_sampler(cfg, weights.codebooks, log)
     codebooks = weights.codebooks
-    sampler = CodeSampler(train_items, codebooks, cfg.crop, PURE_LEVELS, cfg.seed)
 
     faithful = torch_model(weights).g_s.eval()
     for p in faithful.parameters():
@@ -413,7 +264,7 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
                 folded = folded_tensors(film, generator, prefix="g_s.")
                 r1, r05 = (validate(lambda k, r=r: interpolate(faithful, generator, r, level_factors(folded, k)),
                                     held, codebooks, cfg.heldout_crop, PURE_LEVELS) for r in (1.0, 0.5))
-            minutes = (time.time() - started) / 60
+            minutes = clock.seconds / 60
             metrics = {f"{n}_{tag}_k{k}": v for tag, res in (("r1", r1), ("r05", r05)) for k, (p, d) in res.items()
                        for n, v in (("psnr", p), ("detail", d))}
             csv_log.row(step=done, lr_g=lr_g, l1=running["l1"], adv_weight=running["w"], d_real=running["real"],
@@ -439,7 +290,7 @@ def calibrate_strength(checkpoint: Path, target: float = 1.0, images: int = 1000
         values = json.loads((handle.metadata() or {}).get("config", "{}"))
     known = {f.name for f in fields(RealismTrainConfig)}
     cfg = RealismTrainConfig.from_dict({k: v for k, v in values.items() if k in known} | {"heldout_images": images})
-    _, held_paths = _split(cfg)
+    _, held_paths = split_photos(cfg)
     cache = Path(cfg.cache) if cfg.cache else Path(cfg.out) / "codes"
     held = [dict(np.load(p)) for p in cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)]
     weights = load_model(cfg.model)
