@@ -108,8 +108,8 @@ def encode(
     effort: Annotated[int, typer.Option(
         "--effort", metavar="N",
         help="Encoder effort with -q: 1 = the default (greedy quantizer), 0 = fastest (the model's light analysis: "
-             "about half the encoding time of a large photo, slightly larger files), 2-4 = slower searches for better "
-             "indices (same decoder; see docs/CLI.md). Rate control (--target-*) always uses effort 1.")] = 1,
+             "about half the analysis' time, 0.3-0.8 dB lower PSNR at levels 1-4 on Kodak), 2-4 = slower searches for "
+             "better indices (same decoder; see docs/CLI.md). Rate control (--target-*) always uses effort 1.")] = 1,
 ) -> None:
     """Compress images to .vqz files (img.png -> img.vqz). EXIF (orientation applied, then set to 1),
     XMP and the ICC profile are kept unless --strip says otherwise.

@@ -38,10 +38,25 @@ def _cut(rgb: np.ndarray, max_pixels: int, multiple: int = 8) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + h, left : left + w])
 
 
-def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: int, log=print) -> list[Path]:
+def _whole(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
+    """The whole of ``rgb`` scaled down (Lanczos) to at most ``max_pixels`` pixels, cut to multiples of 8."""
+    from PIL import Image
+
+    height, width = rgb.shape[:2]
+    if height * width > max_pixels:
+        scale = math.sqrt(max_pixels / (height * width))
+        size = (max(8, int(width * scale)), max(8, int(height * scale)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    return _cut(rgb, height * width)
+
+
+def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: int, log=print,
+                whole: bool = False) -> list[Path]:
     """Code each image of ``paths`` with the installed ``model`` to the stage-only levels' stages and cache
     ``rgb`` ((H, W, 3) uint8, sides multiples of 8) and ``indices`` ((PURE_LEVELS, H/8, W/8) int16) in
-    ``folder/<name>.npz``; existing files are kept. Returns the cache files, in ``paths`` order."""
+    ``folder/<name>.npz``; existing files are kept. Returns the cache files, in ``paths`` order. ``rgb`` is the
+    photo's centre cut to ``max_pixels``, or with ``whole`` the whole photo scaled down to it (the detail of a
+    photo seen whole: a camera photo's centre at its own scale is mostly smooth)."""
     from vqz.codec import pipeline
     from vqz.codec.photos import load_rgb
     from vqz.codec.levels import PURE_LEVELS
@@ -55,7 +70,7 @@ def cache_codes(model: str | None, paths: list[Path], folder: Path, max_pixels: 
         out.append(target)
         if target.exists():
             continue
-        rgb = _cut(load_rgb(path), max_pixels)
+        rgb = (_whole if whole else _cut)(load_rgb(path), max_pixels)
         if min(rgb.shape[:2]) < 8:
             out.pop()
             continue
@@ -161,6 +176,9 @@ def cached_splits(cfg: CodeGridRunConfig, log=print) -> tuple[list[Path], list[P
     started = time.time()
     train = cache_codes(cfg.model, train_paths, cache / "train", cfg.max_pixels, log)
     held = cache_codes(cfg.model, held_paths, cache / "heldout", cfg.max_pixels, log)
+    if cfg.whole_photos:  # the same photos seen whole, scaled down, beside their centre cuts
+        train += cache_codes(cfg.model, train_paths, cache / "train-whole", cfg.max_pixels, log, whole=True)
+        held += cache_codes(cfg.model, held_paths, cache / "heldout-whole", cfg.max_pixels, log, whole=True)
     log(f"{len(train)} training and {len(held)} held-out images coded ({time.time() - started:.0f} s)")
     return train, held
 

@@ -73,6 +73,7 @@ class LightTrainConfig(CodeGridRunConfig):
     checkpoint_every: int = 500
     validate_every: int = 1000
     cache: str | None = "runs/realism-codes"  # folder of the coded images, shared with the realism trainer
+    init: str | None = None  # a light synthesis checkpoint to start from (a fresh run: new Adam state and schedule)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +113,9 @@ def train_light(cfg: LightTrainConfig, resume: bool = False, log=print) -> Path:
     config = cfg.light_config(weights.config.latent_dim, weights.config.channels)
     light = light_synthesis(config)
     _start_from_model(light, faithful, cfg.head_blocks)
+    if cfg.init and not (resume and checkpoint.exists()):
+        load_checkpoint(Path(cfg.init), {"g_s": light})
+        log(f"started from {cfg.init}")
     light.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(light.parameters(), lr=cfg.lr)
     # base_model_id, not model_id: a weights folder must not take the checkpoint for the model itself
@@ -206,7 +210,8 @@ def _cached_latents(weights, items: list[Path], folder: Path, log) -> list[dict[
     out, started = [], time.time()
     for number, path in enumerate(items):
         rgb = np.load(path)["rgb"]
-        target = folder / path.name
+        target = folder / path.parent.name / path.name  # e.g. latents/train-whole/<photo>.npz
+        target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             latent = pipeline.encode_latent(weights, rgb).transpose(2, 0, 1).astype(np.float16)
             tmp = target.with_suffix(".tmp.npz")
@@ -226,8 +231,8 @@ def train_light_analysis(cfg: LightAnalysisTrainConfig, resume: bool = False, lo
     if cfg.widths[-1] != weights.config.channels or len(cfg.widths) != weights.config.downsampling_log2:
         raise VqzError(f"`widths` needs {weights.config.downsampling_log2} widths ending with {weights.config.channels}")
     train_files, held_files = cached_splits(cfg, log)
-    train_items = _cached_latents(weights, train_files, out / "latents" / "train", log)
-    held = _cached_latents(weights, held_files, out / "latents" / "heldout", log)
+    train_items = _cached_latents(weights, train_files, out / "latents", log)
+    held = _cached_latents(weights, held_files, out / "latents", log)
     items = [it for it in train_items if min(it["rgb"].shape[:2]) >= cfg.crop]
     split = analysis_split(weights.config)
     tail = copy.deepcopy(torch_model(weights).g_a[split:]).eval()

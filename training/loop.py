@@ -82,6 +82,7 @@ class CodeGridRunConfig(RunConfig):
     images: int = 100000  # training photos to code (all of the split by default)
     max_pixels: int = 600_000  # each photo's centre cut, at most this many pixels
     cache: str | None = None  # folder of the coded photos (default <out>/codes); runs of one model can share it
+    whole_photos: bool = False  # also each photo whole, scaled down to max_pixels (:func:`vqz.training.codes.cache_codes`)
 
     def __post_init__(self) -> None:
         super().__post_init__()
