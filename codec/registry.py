@@ -49,10 +49,21 @@ def weights_files(kind: str) -> list[tuple[str, Path]]:
     return found
 
 
+#: The ``format`` metadata of a model's weights file (``vqz export-model``); other safetensors files that name a
+#: ``model_id`` (a training checkpoint, a light or realistic transform's run) are not models.
+WEIGHTS_FORMAT = "vqz-weights-1"
+
+
 def available_models() -> list[ModelEntry]:
-    """Every model file found, first occurrence of an id wins (VQZ_MODEL_PATH before bundled)."""
+    """Every model file found (``format`` :data:`WEIGHTS_FORMAT`), first occurrence of an id wins (VQZ_MODEL_PATH
+    before bundled)."""
     seen: dict[str, ModelEntry] = {}
     for model_id, path in weights_files("model_id"):
+        try:
+            if read_metadata(path).get("format") != WEIGHTS_FORMAT:
+                continue
+        except Exception:
+            continue
         seen.setdefault(model_id, ModelEntry(model_id, path))
     return list(seen.values())
 

@@ -192,3 +192,17 @@ def test_models_lists_the_light_transforms(with_light):
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
     assert "light synthesis test-light" in result.output and "light analysis test-lighta" in result.output
+
+
+def test_a_training_checkpoint_naming_the_model_does_not_shadow_it(tmp_path, monkeypatch, model):
+    """A safetensors file with a ``model_id`` but not the weights format (a run's checkpoint in a folder on
+    VQZ_MODEL_PATH) is not taken for the model."""
+    from safetensors.numpy import save_file
+
+    from vqz.codec import registry
+
+    save_file({"x": np.zeros(1, np.float32)}, str(tmp_path / "light.safetensors"),
+              metadata={"model_id": model.model_id, "config": '{"data": "photos"}'})
+    monkeypatch.setenv("VQZ_MODEL_PATH", str(tmp_path))
+    assert [e.path for e in registry.available_models() if e.model_id == model.model_id] == [model.path]
+    assert vqz.decode_array(vqz.encode(photo_crop(), quality=1)).shape == photo_crop().shape
