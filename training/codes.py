@@ -100,12 +100,13 @@ class CodeSampler:
         self.codebooks, self.crop, self.max_stages = codebooks, crop, max_stages
         self.rng = np.random.default_rng(seed)
 
-    def sample(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:
-        """-> (images (B, 3, crop, crop) in [0, 1], latents (B, M, crop/8, crop/8), stage counts (B,))."""
+    def sample(self, batch: int, labels: bool = False) -> tuple[Tensor, ...]:
+        """-> (images (B, 3, crop, crop) in [0, 1], latents (B, M, crop/8, crop/8), stage counts (B,)), and with
+        ``labels`` the crops' first-stage codes (B, crop/8, crop/8) int64."""
         from vqz.codec.vq import dequantize
 
         cells = self.crop // 8
-        images, latents, stages = [], [], []
+        images, latents, stages, codes = [], [], [], []
         for _ in range(batch):
             item = self.items[self.rng.integers(len(self.items))]
             gh, gw = item["indices"].shape[1:]
@@ -114,8 +115,11 @@ class CodeSampler:
             images.append(item["rgb"][8 * y : 8 * (y + cells), 8 * x : 8 * (x + cells)])
             latents.append(dequantize(item["indices"][:k, y : y + cells, x : x + cells].astype(np.int64), self.codebooks))
             stages.append(k)
+            codes.append(item["indices"][0, y : y + cells, x : x + cells].astype(np.int64))
         image = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
         latent = torch.from_numpy(np.stack(latents)).permute(0, 3, 1, 2).contiguous()
+        if labels:
+            return image, latent, torch.tensor(stages), torch.from_numpy(np.stack(codes))
         return image, latent, torch.tensor(stages)
 
 

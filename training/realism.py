@@ -14,7 +14,10 @@ the L1 distance between the discriminator's hidden activations on the decoded an
 ``adv_weight``; ``level_weights`` scale each crop's adversarial terms by its stage count, as one network
 serves every level and the coarsest codes need the most invented texture) and E the squared log ratio of the crops' fine-detail energies (:func:`energy_loss`:
 without it the adversarial term alone leaves the coarsest level blurred and over-sharpens the finest); the discriminator (:mod:`vqz.training.discriminator`, conditioned on the k-stage
-latent) minimises the hinge loss. The discriminator trains alone for ``d_warmup`` steps first.
+latent) minimises the hinge loss, or with ``disc_codes`` classifies each 8 x 8 cell as one of the first stage's
+codes or "decoded" (MS-ILLM: :func:`vqz.training.discriminator.code_d_loss`; the generator's adversarial term is
+then the cross-entropy of its cells against the original's codes). The discriminator trains alone for
+``d_warmup`` steps first.
 bf16 autocast where the CPU runs it natively; the losses are float32.
 
 Validation (``<out>/log.csv`` every ``validate_every`` steps): on centre crops of held-out photos,
@@ -39,7 +42,7 @@ from torch import Tensor, nn
 
 from vqz.training.loop import CodeGridRunConfig, CsvLog, RunClock, cosine_lr, is_due, load_checkpoint, save_checkpoint
 from vqz.training.codes import cache_codes, code_sampler, split_photos, start_run, validate
-from vqz.training.discriminator import PatchDiscriminator
+from vqz.training.discriminator import PatchDiscriminator, code_d_loss, code_g_loss
 from vqz.training.stage_film import StageFilm, folded_tensors
 
 __all__ = ["RealismTrainConfig", "calibrate_strength", "train_realism"]
@@ -69,6 +72,7 @@ class RealismTrainConfig(CodeGridRunConfig):
     stage_film: bool = False  # condition the generator on the stage count (:mod:`vqz.training.stage_film`)
     lr_film: float = 5e-4  # learning rate of the stage conditioning's scales and shifts
     init: str | None = None  # a realism checkpoint to start the generator and discriminator from (a fresh run)
+    disc_codes: bool = False  # a code-classifying discriminator (MS-ILLM; :func:`~vqz.training.discriminator.code_d_loss`)
 
 
 
@@ -169,10 +173,15 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
     for p in generator.parameters():
         p.requires_grad_(True)
     generator.to(memory_format=torch.channels_last)
-    discriminator = PatchDiscriminator(weights.config.latent_dim, cfg.d_channels)
+    classes = weights.config.codebook_size + 1 if cfg.disc_codes else 1
+    discriminator = PatchDiscriminator(weights.config.latent_dim, cfg.d_channels, classes=classes)
     if cfg.init and not (resume and checkpoint.exists()):
-        load_checkpoint(Path(cfg.init), {"g_s": generator, "disc": discriminator})
-        log(f"generator and discriminator from {cfg.init}")
+        if cfg.disc_codes:  # a hinge run's discriminator has one output per cell: the generator alone
+            load_checkpoint(Path(cfg.init), {"g_s": generator})
+            log(f"generator from {cfg.init}")
+        else:
+            load_checkpoint(Path(cfg.init), {"g_s": generator, "disc": discriminator})
+            log(f"generator and discriminator from {cfg.init}")
     film = StageFilm(generator, PURE_LEVELS) if cfg.stage_film else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
@@ -207,7 +216,10 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         if film is not None:
             for group in opt_film.param_groups:
                 group["lr"] = lr_g * cfg.lr_film / cfg.lr_g
-        image, latent, stages = sampler.sample(cfg.batch)
+        if cfg.disc_codes:
+            image, latent, stages, labels = sampler.sample(cfg.batch, labels=True)
+        else:
+            image, latent, stages = sampler.sample(cfg.batch)
         if film is not None:
             film.stages = stages
         latent = latent.contiguous(memory_format=torch.channels_last)
@@ -222,7 +234,8 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
                     _, real_features = discriminator(image, latent)
             l1 = (decoded - image).abs().mean()
             fm = sum((f.float() - r.float()).abs().mean((1, 2, 3)) for f, r in zip(fake_features, real_features))
-            per_sample = -logits.float().mean((1, 2, 3)) + cfg.fm_weight * fm / len(real_features)
+            fooled = code_g_loss(logits, labels) if cfg.disc_codes else -logits.float().mean((1, 2, 3))
+            per_sample = fooled + cfg.fm_weight * fm / len(real_features)
             adv = (per_sample * level_weight[stages - 1]).mean()
             w = _adaptive_weight(l1, adv, last, cfg.adv_weight)
             loss = l1 + w * adv
@@ -244,10 +257,12 @@ def train_realism(cfg: RealismTrainConfig, resume: bool = False, log=print) -> P
         with autocast():
             real, _ = discriminator(image, latent)
             fake, _ = discriminator(decoded.detach(), latent)
-        loss_d = _d_loss(real, fake)
+        loss_d = code_d_loss(real, fake, labels) if cfg.disc_codes else _d_loss(real, fake)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
+        if cfg.disc_codes:  # logged: the probability of the "decoded" class on real and on decoded cells
+            real, fake = (t.detach().float().softmax(1)[:, -1] for t in (real, fake))
         running["real"] = 0.98 * running["real"] + 0.02 * real.float().mean().item()
         running["fake"] = 0.98 * running["fake"] + 0.02 * fake.float().mean().item()
         done = step + 1

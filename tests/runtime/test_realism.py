@@ -305,3 +305,40 @@ def test_realism_training_runs_resumes_logs_and_exports(tmp_path, monkeypatch):
         assert vqz.decode_array(data_bytes, realism=1.0).shape == photo_crop().shape
     finally:
         realism_module._installed.cache_clear()
+
+
+def test_the_code_classifying_discriminator_losses():
+    from vqz.training.discriminator import PatchDiscriminator, code_d_loss, code_g_loss
+
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(latent_dim=4, channels=8, classes=6)  # 5 codes + "decoded"
+    logits, features = disc(torch.rand(2, 3, 32, 32), torch.randn(2, 4, 4, 4))
+    assert logits.shape == (2, 6, 4, 4) and len(features) == 4
+    labels = torch.randint(0, 5, (2, 4, 4))
+    # a discriminator sure of every real cell's code and of every decoded cell scores near 0; the generator's
+    # loss is then large, and small once its cells are taken for the real codes
+    sure_real = torch.nn.functional.one_hot(labels, 6).permute(0, 3, 1, 2).float() * 50
+    sure_fake = torch.zeros(2, 6, 4, 4)
+    sure_fake[:, 5] = 50
+    assert code_d_loss(sure_real, sure_fake, labels).item() < 1e-6
+    assert code_g_loss(sure_fake, labels).shape == (2,) and code_g_loss(sure_fake, labels).min().item() > 40
+    assert code_g_loss(sure_real, labels).max().item() < 1e-6
+
+
+@pytest.mark.slow  # codes images with the model and trains (a few seconds)
+def test_realism_training_with_a_code_classifying_discriminator(tmp_path):
+    import csv
+
+    from conftest import write_training_images
+    from vqz.training.realism import RealismTrainConfig, train_realism
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    write_training_images(data, 0.05)
+    cfg = RealismTrainConfig(data=str(data), out=str(tmp_path / "run"), steps=4, batch=2, crop=32, d_warmup=1,
+                             checkpoint_every=2, validate_every=2, heldout_crop=32, precision="fp32", disc_codes=True)
+    train_realism(cfg, log=lambda message: None)
+    train_realism(dataclasses.replace(cfg, steps=6), resume=True, log=lambda message: None)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [r["step"] for r in rows] == ["0", "2", "4", "6"]
+    assert 0.0 <= float(rows[-1]["d_fake"]) <= 1.0  # the probability of "decoded" on decoded cells
