@@ -30,6 +30,7 @@ def train(
     data: Annotated[Optional[str], typer.Option("--data", help="Override the training image folder.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Override the peak learning rate (e.g. lower it to continue a finished run).")] = None,
     lmbda: Annotated[Optional[float], typer.Option("--lmbda", help="Baseline configs only: override the rate-distortion trade-off.")] = None,
+    branch_from: Annotated[Optional[str], typer.Option("--branch-from", help="Baseline configs only: go on from this checkpoint of another lmbda's run (same family, N, M) with its step, weights and optimizer state.")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="Override the precision of the transforms: bf16 (autocast; the quantizer stays float32) or fp32.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="Stop cleanly (checkpoint + log row) after this many minutes of training; the LR decay then follows the time spent.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -52,6 +53,8 @@ def train(
 
             if lmbda is not None:
                 overrides["lmbda"] = lmbda
+            if branch_from is not None:
+                overrides["branch_from"] = branch_from
             for name, flag in (("precision", "--precision"), ("max_minutes", "--max-minutes")):
                 if overrides.pop(name, None) is not None:
                     raise typer.BadParameter("applies only to vqz configs (without a `family` key)", param_hint=flag)
@@ -62,8 +65,9 @@ def train(
             baseline = BaselineTrainConfig.from_toml(config, overrides)
             checkpoint = train_baseline(baseline, resume=resume, progress=not quiet)
         else:
-            if lmbda is not None:
-                raise typer.BadParameter("applies only to baseline configs (with a `family` key)", param_hint="--lmbda")
+            for value, flag in ((lmbda, "--lmbda"), (branch_from, "--branch-from")):
+                if value is not None:
+                    raise typer.BadParameter("applies only to baseline configs (with a `family` key)", param_hint=flag)
             from vqz.training.train import TrainConfig
             from vqz.training.train import train as run_training
 

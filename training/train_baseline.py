@@ -99,6 +99,10 @@ class BaselineTrainConfig(RunConfig):
     validate_every: int = 250
     checkpoint_minutes: float = 5.0
     snapshot_steps: tuple[int, ...] = ()  # also keep the checkpoint of these steps (checkpoint-<step>.safetensors)
+    # a checkpoint of another lmbda's run of the same family, N and M (e.g. its snapshot at half the budget) to go
+    # on from with this lmbda: its weights, optimizer state and step, so ``steps`` still counts the training pixels
+    # of the model's whole lineage (the way vqz-rvq16b-f8's budget counts vqz-rvq8-f8's steps)
+    branch_from: str = ""
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -273,6 +277,11 @@ def train_baseline(config: BaselineTrainConfig, resume: bool = False, progress: 
     step = 0
     if resume and checkpoint.exists():
         step = _load_checkpoint(checkpoint, model, optimizers, config)
+    elif config.branch_from:
+        step = _load_checkpoint(Path(config.branch_from), model, optimizers, config)
+        if step >= config.steps:
+            raise VqzError(f"{config.branch_from} is at step {step}, past this run's {config.steps} steps")
+    if step:
         sampler.rng = __import__("numpy").random.default_rng(config.seed + step)
         torch.manual_seed(config.seed + step)
     model.train()

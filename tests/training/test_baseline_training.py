@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import struct
@@ -107,6 +108,25 @@ def test_resume_continues_from_the_checkpoint_with_the_optimizer_state(data_dir:
     assert _tensor(checkpoint, "aux_optim.0.step").item() == 3
     with (out / "log.csv").open() as f:
         assert [r["step"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+
+
+def test_a_branch_goes_on_from_another_lmbdas_checkpoint_with_its_step_and_optimizer(data_dir: Path, tmp_path: Path) -> None:
+    parent = tmp_path / "parent"
+    train_baseline(_config("bmshj2018-hyperprior", data_dir, parent, steps=2), progress=False)
+    branch = tmp_path / "branch"
+    config = _config("bmshj2018-hyperprior", data_dir, branch, steps=3, branch_from=str(parent / "checkpoint.safetensors"))
+    train_baseline(dataclasses.replace(config, lmbda=0.05), progress=False)
+    checkpoint = branch / "checkpoint.safetensors"
+    assert _metadata(checkpoint)["step"] == "3" and json.loads(_metadata(checkpoint)["config"])["lmbda"] == 0.05
+    assert _tensor(checkpoint, "optim.0.step").item() == 3  # one step on top of the parent's two
+    with (branch / "log.csv").open() as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["3"]
+    with pytest.raises(VqzError, match="past this run"):
+        train_baseline(_config("bmshj2018-hyperprior", data_dir, tmp_path / "late", steps=2,
+                               branch_from=str(checkpoint)), progress=False)
+    with pytest.raises(VqzError, match="family"):
+        train_baseline(_config("bmshj2018-factorized", data_dir, tmp_path / "other", steps=4,
+                               branch_from=str(checkpoint)), progress=False)
 
 
 def test_resume_refuses_a_checkpoint_of_another_architecture(data_dir: Path, tmp_path: Path) -> None:
