@@ -130,7 +130,7 @@ def render_html(inputs: HtmlInputs) -> str:
             any_table = True
             parts.append(f"<h3>vs {_e(anchor)}</h3>" + _table(header, rows, frozenset({1, 3})))
     if not any_table:
-        parts.append("<p>No BD-rate: the run has no anchor codec (jpeg, webp) and another RD codec.</p>")
+        parts.append(f"<p>No BD-rate: the run has no anchor codec ({', '.join(BD_ANCHORS)}) and another RD codec.</p>")
 
     parts.append("<h2>Summary</h2><p class=note>Means over the settings of each codec; times are per image. "
                  "Codecs marked 'speed only' have untrained weights and are not in the plots or BD-rate tables."

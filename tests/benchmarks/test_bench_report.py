@@ -64,6 +64,16 @@ def test_bd_table_states_the_overlap_and_explains_missing_entries() -> None:
     assert all(e.anchor == "jpeg" or e.result is None for e in entries)
 
 
+def test_the_same_budget_baselines_are_anchors_of_their_own_table() -> None:
+    pts = [(0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]
+    baseline = Curve("hyperprior-samebudget", "H", "", tuple(Point(str(i), r, d, 0.9 + 0.02 * i, 0, 0)
+                                                          for i, (r, d) in enumerate(pts)))
+    vqz = Curve("vqz", "V", "", tuple(Point(str(i), r * 1.25, d, 0.9 + 0.02 * i, 0, 0) for i, (r, d) in enumerate(pts)))
+    md = bd_markdown(bd_entries([vqz, baseline]))
+    assert "### BD-rate vs hyperprior-samebudget" in md and "| vqz | +25.0 % |" in md
+    assert "### BD-rate vs jpeg" not in md
+
+
 def test_published_reference_curves_load_with_unique_labels() -> None:
     if not REFERENCE.is_dir():
         pytest.skip(f"{REFERENCE} is not available")
