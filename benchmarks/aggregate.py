@@ -28,6 +28,7 @@ __all__ = [
     "Point",
     "bd_entries",
     "bd_markdown",
+    "matched_rate_markdown",
     "curves_from_rows",
     "load_reference",
     "to_compressai_json",
@@ -250,3 +251,42 @@ def bd_markdown(entries: Sequence[BdEntry], anchors: Sequence[str] = BD_ANCHORS)
     parts.append("Negative BD-rate: fewer bits than the anchor at equal quality (Bjøntegaard, cubic fit "
                  "of log-rate over quality, integrated over the overlapping quality range shown).")
     return "\n".join(parts) + "\n"
+
+
+#: the rates of the matched-rate PSNR table (issue 29)
+MATCHED_RATES: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+#: the baselines that table compares vqz with
+SAME_BUDGET: tuple[str, ...] = ("factorized-samebudget", "hyperprior-samebudget")
+
+
+def psnr_at_rate(curve: Curve, bpp: float) -> float | None:
+    """The curve's PSNR at ``bpp`` (linear in log-rate between its two neighbouring points), or None outside it."""
+    rates, psnrs = curve.bpp, curve.psnr
+    keep = np.isfinite(rates) & np.isfinite(psnrs) & (rates > 0)
+    rates, psnrs = rates[keep], psnrs[keep]
+    if rates.size < 2 or not rates.min() <= bpp <= rates.max():
+        return None
+    order = np.argsort(rates)
+    return float(np.interp(np.log(bpp), np.log(rates[order]), psnrs[order]))
+
+
+def matched_rate_markdown(curves: Sequence[Curve], subject: str = "vqz", anchors: Sequence[str] = SAME_BUDGET,
+                          rates: Sequence[float] = MATCHED_RATES) -> str:
+    """A markdown table of ``subject``'s PSNR minus each anchor's at each of ``rates`` (bpp), where both curves
+    reach the rate; empty when the run has neither."""
+    by_name = {c.name: c for c in curves}
+    present = [a for a in anchors if a in by_name]
+    if subject not in by_name or not present:
+        return ""
+    lines = [f"### PSNR of {subject} minus each same-budget baseline at matched rate (dB)", "",
+             "| baseline | " + " | ".join(f"{r:g} bpp" for r in rates) + " |", "|---|" + "---|" * len(rates)]
+    for anchor in present:
+        cells = []
+        for rate in rates:
+            a, b = psnr_at_rate(by_name[subject], rate), psnr_at_rate(by_name[anchor], rate)
+            cells.append("–" if a is None or b is None else f"{a - b:+.2f}")
+        lines.append(f"| {anchor} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Linear interpolation of PSNR in log-rate between each curve's neighbouring settings; – where a "
+                 "curve does not reach the rate.")
+    return "\n".join(lines) + "\n"

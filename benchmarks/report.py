@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vqz.benchmarks.adapter import Codec
-from vqz.benchmarks.aggregate import Curve, bd_entries, bd_markdown, curves_from_rows, load_reference, to_compressai_json
+from vqz.benchmarks.aggregate import (Curve, bd_entries, bd_markdown, curves_from_rows, load_reference, matched_rate_markdown,
+                                      to_compressai_json)
 from vqz.benchmarks.html_report import HtmlInputs, render_html
 from vqz.benchmarks.metrics import MS_SSIM_MIN_SIDE, ms_ssim_is_single_scale
 from vqz.benchmarks.plots import plot_rd
@@ -64,7 +65,8 @@ def write_report(out_dir: Path, rows: Sequence[Row], codecs: Sequence[Codec], im
     rd_curves = [c for c in curves if c.points and (c.rd or include_untrained)]
     entries = bd_entries(rd_curves)
     md_path = out_dir / "bd_rate.md"
-    md_path.write_text(f"## BD-rate ({len(images)} images)\n\n" + bd_markdown(entries))
+    matched = matched_rate_markdown(rd_curves)
+    md_path.write_text(f"## BD-rate ({len(images)} images)\n\n" + bd_markdown(entries) + ("\n\n" + matched if matched else ""))
 
     reference: list[Curve] = load_reference(reference_dir) if reference_dir is not None else []
     plot_files: list[Path] = []

@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
-from vqz.benchmarks.aggregate import Curve, Point, bd_entries, bd_markdown, curves_from_rows, load_reference, to_compressai_json
+from vqz.benchmarks.aggregate import (Curve, Point, bd_entries, bd_markdown, curves_from_rows, load_reference, matched_rate_markdown,
+                                      to_compressai_json)
 from vqz.benchmarks.registry import get_codec
 from vqz.benchmarks.report import write_report
 from vqz.benchmarks.runner import Row, run_benchmark
@@ -72,6 +73,11 @@ def test_the_same_budget_baselines_are_anchors_of_their_own_table() -> None:
     md = bd_markdown(bd_entries([vqz, baseline]))
     assert "### BD-rate vs hyperprior-samebudget" in md and "| vqz | +25.0 % |" in md
     assert "### BD-rate vs jpeg" not in md
+    table = matched_rate_markdown([vqz, baseline])
+    # vqz needs 25% more bits for the same PSNR: at a rate r it has the baseline's PSNR at r / 1.25
+    # (3 dB per doubling here: -3 * log2(1.25) = -0.97 dB); 0.1 bpp is below the baseline's curve
+    assert "| hyperprior-samebudget | – | -0.97 | -0.97 | -0.97 |" in table
+    assert matched_rate_markdown([vqz]) == ""
 
 
 def test_published_reference_curves_load_with_unique_labels() -> None:
