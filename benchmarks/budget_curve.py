@@ -162,8 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     fig.savefig(args.out.with_suffix(".png"), dpi=120)
 
     def at_pixels(curve: list[tuple[float, float]], pixels: float) -> str:
-        before = [v for p, v in curve if p <= pixels]
-        return f"{before[-1]:.2f}" if before else "–"
+        before = [(p, v) for p, v in curve if p <= pixels]
+        if not before:
+            return "–"
+        p, v = before[-1]
+        near = p >= pixels - 260 * per_step  # the validation row just before (every 250 steps)
+        return f"{v:.2f}" if near else f"{v:.2f} (at {p / 1e9:.2f} G: the run is not there yet)"
 
     vqz_curve = [(p, v) for p, v, _ in lineage]
     base_curve = [(p, v) for p, v, _ in points]
