@@ -36,7 +36,8 @@ __all__ = [
 
 #: the anchors every BD-rate is against (those in a run): the classic codecs, and the same-budget VAE baselines
 #: of issue 29 (where their trained weights are installed), so that "vqz vs each baseline" is a table of its own
-BD_ANCHORS: tuple[str, ...] = ("jpeg", "webp", "factorized-samebudget", "hyperprior-samebudget")
+SAME_BUDGET: tuple[str, ...] = ("factorized-samebudget", "hyperprior-samebudget")
+BD_ANCHORS: tuple[str, ...] = ("jpeg", "webp", *SAME_BUDGET)
 
 METRICS: dict[str, str] = {"psnr": "PSNR", "ms_ssim_db": "MS-SSIM (dB)"}
 """Distortion metrics of the BD-rate tables: attribute of :class:`Curve` -> display name."""
@@ -255,19 +256,23 @@ def bd_markdown(entries: Sequence[BdEntry], anchors: Sequence[str] = BD_ANCHORS)
 
 #: the rates of the matched-rate PSNR table (issue 29)
 MATCHED_RATES: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-#: the baselines that table compares vqz with
-SAME_BUDGET: tuple[str, ...] = ("factorized-samebudget", "hyperprior-samebudget")
+
+
+def log_rate_interp(bpp: float, rates: np.ndarray, psnrs: np.ndarray) -> float:
+    """PSNR at ``bpp`` on the curve (``rates``, ``psnrs``): linear in log-rate between the neighbouring points,
+    the end values outside the curve."""
+    order = np.argsort(rates)
+    return float(np.interp(np.log(bpp), np.log(rates[order]), np.asarray(psnrs)[order]))
 
 
 def psnr_at_rate(curve: Curve, bpp: float) -> float | None:
-    """The curve's PSNR at ``bpp`` (linear in log-rate between its two neighbouring points), or None outside it."""
+    """The curve's PSNR at ``bpp`` (:func:`log_rate_interp`), or None outside it."""
     rates, psnrs = curve.bpp, curve.psnr
     keep = np.isfinite(rates) & np.isfinite(psnrs) & (rates > 0)
     rates, psnrs = rates[keep], psnrs[keep]
     if rates.size < 2 or not rates.min() <= bpp <= rates.max():
         return None
-    order = np.argsort(rates)
-    return float(np.interp(np.log(bpp), np.log(rates[order]), psnrs[order]))
+    return log_rate_interp(bpp, rates, psnrs)
 
 
 def matched_rate_markdown(curves: Sequence[Curve], subject: str = "vqz", anchors: Sequence[str] = SAME_BUDGET,

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vqz.benchmarks.aggregate import log_rate_interp as psnr_at  # PSNR at a rate: linear in log-rate
+
 BASELINE_COLUMNS = ["step", "lr", "loss", "mse", "bpp", "aux_loss", "train_psnr", "elapsed_s", "val_psnr", "val_bpp"]
 #: (log name, run folder, the installed model exported at the end of that line of the lineage)
 LINEAGE = (("vqz-rvq8-f8", Path("checkpoints/vqz-rvq8-f8"), "vqz-rvq8-f8"),
@@ -80,11 +82,6 @@ def shipped_curve(data: Path, files: list[str], model: str | None = None,
         rates.append(np.cumsum(stats.payload_bits) / (s * s))
         psnrs.append([psnr(crop, render(weights, indices[:k], s, s)) for k in range(1, stages + 1)])
     return np.mean(rates, 0), np.mean(psnrs, 0)
-
-
-def psnr_at(rate: float, rates: np.ndarray, psnrs: np.ndarray) -> float:
-    """PSNR at ``rate`` on a curve of increasing ``rates``, linear in log-rate between the bracketing points."""
-    return float(np.interp(math.log(rate), np.log(rates), psnrs))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,10 +54,9 @@ WRITE_FORMATS = {".png": "PNG", ".ppm": "PPM", ".tif": "TIFF", ".tiff": "TIFF", 
 #: :mod:`vqz.codec.png_writer` (on a 13-megapixel decode 0.17 s against Pillow's 1.1 s at zlib level 1, for 8%
 #: more bytes); a decoded image is mostly viewed or re-encoded, rarely archived as it is. Levels 0 and 2-9 are
 #: Pillow's writer at that zlib level (9: the smallest files, several times slower).
-DEFAULT_PNG_LEVEL = 1
 FAST_PNG_LEVEL = 1
-WRITE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True},
-                                               "PNG": {"compress_level": DEFAULT_PNG_LEVEL}}
+DEFAULT_PNG_LEVEL = FAST_PNG_LEVEL
+WRITE_OPTIONS: dict[str, dict[str, object]] = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True}}
 
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})

@@ -35,8 +35,9 @@ IDAT_BYTES = 1 << 20
 _COLOR_TYPES = {3: 2, 4: 6}  # channels -> PNG colour type (RGB, RGBA)
 
 
-def _chunk(kind: bytes, data: bytes | memoryview) -> bytes:
-    return struct.pack(">I", len(data)) + kind + bytes(data) + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+def _chunk(kind: bytes, data: bytes | memoryview) -> list[bytes | memoryview]:
+    """A chunk's parts (length, type, data, CRC), joined once with the rest of the file."""
+    return [struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))]
 
 
 def _sub_filtered(array: np.ndarray) -> np.ndarray:
@@ -57,14 +58,15 @@ def png_bytes(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = 
     if array.ndim != 3 or array.shape[2] not in _COLOR_TYPES or array.dtype != np.uint8 or 0 in array.shape:
         raise ValueError(f"expected a non-empty (H, W, 3|4) uint8 array, got {array.shape} {array.dtype}")
     height, width, channels = array.shape
-    parts = [_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0))]
+    parts = [_SIGNATURE, *_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0))]
     if icc:
-        parts.append(_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc)))
+        parts += _chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(icc))
     if xmp:
-        parts.append(_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp))
+        parts += _chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp)
     if exif:
-        parts.append(_chunk(b"eXIf", exif))
+        parts += _chunk(b"eXIf", exif)
     data = memoryview(_deflate_module.compress(memoryview(_sub_filtered(np.ascontiguousarray(array))), 1))
-    parts.extend(_chunk(b"IDAT", data[i : i + IDAT_BYTES]) for i in range(0, len(data), IDAT_BYTES))
-    parts.append(_chunk(b"IEND", b""))
+    for i in range(0, len(data), IDAT_BYTES):
+        parts += _chunk(b"IDAT", data[i : i + IDAT_BYTES])
+    parts += _chunk(b"IEND", b"")
     return b"".join(parts)

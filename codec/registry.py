@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,20 +32,21 @@ def _search_dirs() -> list[Path]:
     return extra + [WEIGHTS_DIR]
 
 
-def weights_files(kind: str) -> list[tuple[str, Path]]:
+def weights_files(kind: str, where: Callable[[dict[str, str]], bool] | None = None) -> list[tuple[str, Path]]:
     """``(name, path)`` of every weights file in the search folders (VQZ_MODEL_PATH before bundled,
     each folder sorted) whose metadata names it under ``kind`` (``model_id``; ``postfilter_id`` for the
-    post-filters); unreadable files are skipped."""
+    post-filters) and, with ``where``, passes that test of its metadata; unreadable files are skipped."""
     found = []
     for folder in _search_dirs():
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.safetensors")):
             try:
-                name = read_metadata(path).get(kind)
+                metadata = read_metadata(path)
             except Exception:
                 continue
-            if name:
+            name = metadata.get(kind)
+            if name and (where is None or where(metadata)):
                 found.append((name, path))
     return found
 
@@ -58,12 +60,7 @@ def available_models() -> list[ModelEntry]:
     """Every model file found (``format`` :data:`WEIGHTS_FORMAT`), first occurrence of an id wins (VQZ_MODEL_PATH
     before bundled)."""
     seen: dict[str, ModelEntry] = {}
-    for model_id, path in weights_files("model_id"):
-        try:
-            if read_metadata(path).get("format") != WEIGHTS_FORMAT:
-                continue
-        except Exception:
-            continue
+    for model_id, path in weights_files("model_id", where=lambda metadata: metadata.get("format") == WEIGHTS_FORMAT):
         seen.setdefault(model_id, ModelEntry(model_id, path))
     return list(seen.values())
 
